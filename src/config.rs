@@ -1,0 +1,245 @@
+//! `netsec.yaml`: every setting with its default, overridden by `NETSEC_…` environment
+//! variables (a `.env` file included), then by command-line flags.
+//!
+//! An environment variable's name is the setting's path in upper case joined by `_`:
+//! `split.test_ratio` is `NETSEC_SPLIT_TEST_RATIO`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::error::InputError;
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "netsec.yaml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// A CSV or ARFF file.
+    pub source: String,
+    /// Root of the run folders.
+    pub artifacts: PathBuf,
+    /// A schema file; the embedded `data_schema/schema.yaml` when absent.
+    pub schema: Option<PathBuf>,
+    pub split: SplitConfig,
+    pub transform: TransformConfig,
+    pub validation: ValidationConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitConfig {
+    /// Share of rows held out for testing.
+    pub test_ratio: f64,
+    pub seed: u64,
+    pub strategy: SplitStrategy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitStrategy {
+    /// Identical feature vectors all on one side, so test rows are unseen rows.
+    Grouped,
+    /// scikit-learn's `train_test_split(test_size, random_state=seed)`, row for row.
+    Random,
+    /// The last rows are the test set (time-ordered data).
+    Ordered,
+}
+
+impl std::fmt::Display for SplitStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            SplitStrategy::Grouped => "grouped",
+            SplitStrategy::Random => "random",
+            SplitStrategy::Ordered => "ordered",
+        };
+        f.write_str(name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformConfig {
+    /// Neighbours the KNN imputer averages.
+    pub imputer_k: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// A column drifts when its KS p-value is below this.
+    pub drift_p_value: f64,
+    /// Fail the run on drift instead of warning.
+    pub fail_on_drift: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: "../shared/data/phishing.csv".into(),
+            artifacts: PathBuf::from("artifacts"),
+            schema: None,
+            split: SplitConfig::default(),
+            transform: TransformConfig::default(),
+            validation: ValidationConfig::default(),
+        }
+    }
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig { test_ratio: 0.2, seed: 42, strategy: SplitStrategy::Grouped }
+    }
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        TransformConfig { imputer_k: 3 }
+    }
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig { drift_p_value: 0.05, fail_on_drift: false }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (`path`, or `netsec.yaml` if present), then the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let default_file = Path::new(DEFAULT_CONFIG_FILE);
+        let file = path.or_else(|| default_file.is_file().then_some(default_file));
+        let config = match file {
+            Some(file) => Config::from_file(file)?,
+            None => Config::default(),
+        };
+        let config = config.with_env(|name| std::env::var(name).ok())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InputError::in_file(path, format!("cannot read the config: {e}")))?;
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(&text).map_err(|e| {
+            let line = e.location().map(|l| l.line() as u64);
+            let error = InputError::in_file(path, config_problem(&e.to_string()));
+            let error = error.hint("see the README's configuration table for every setting");
+            match line {
+                Some(line) => error.line(line).into(),
+                None => error.into(),
+            }
+        })
+    }
+
+    /// Applies `NETSEC_<PATH>` overrides, as looked up by `lookup`.
+    pub fn with_env(&self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let mut tree = serde_yaml::to_value(self).context("serialising the config")?;
+        override_leaves(&mut tree, "NETSEC", &lookup)?;
+        Ok(serde_yaml::from_value(tree)
+            .map_err(|e| InputError::new(format!("environment override: {e}")))?)
+    }
+
+    /// Values that parse but make no sense.
+    pub fn check(&self) -> Result<(), InputError> {
+        let bad = |setting: &str, why: &str| {
+            Err(InputError::new(format!("setting `{setting}`: {why}")))
+        };
+        if !(self.split.test_ratio > 0.0 && self.split.test_ratio < 1.0) {
+            return bad("split.test_ratio", "must be between 0 and 1 (exclusive)");
+        }
+        if self.transform.imputer_k == 0 {
+            return bad("transform.imputer_k", "must be at least 1");
+        }
+        if !(self.validation.drift_p_value > 0.0 && self.validation.drift_p_value < 1.0) {
+            return bad("validation.drift_p_value", "must be between 0 and 1 (exclusive)");
+        }
+        Ok(())
+    }
+}
+
+/// serde_yaml says "unknown field `x`, expected one of …": keep it, it names the key.
+fn config_problem(message: &str) -> String {
+    message.split(" at line ").next().unwrap_or(message).to_string()
+}
+
+fn override_leaves(
+    node: &mut Value,
+    name: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(), InputError> {
+    if let Value::Mapping(map) = node {
+        for (key, child) in map.iter_mut() {
+            let key = key.as_str().unwrap_or_default().to_ascii_uppercase();
+            override_leaves(child, &format!("{name}_{key}"), lookup)?;
+        }
+        return Ok(());
+    }
+    let Some(raw) = lookup(name) else { return Ok(()) };
+    *node = match node {
+        // Text settings keep the text as written, even when it looks like a number.
+        Value::String(_) | Value::Null => Value::String(raw),
+        _ => serde_yaml::from_str(&raw).map_err(|e| {
+            InputError::new(format!("environment variable {name}=`{raw}` does not parse: {e}"))
+        })?,
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_only_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netsec.yaml");
+        std::fs::write(&path, "split:\n  test_ratio: 0.3\n").unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.split.test_ratio, 0.3);
+        assert_eq!(config.split.seed, 42);
+        assert_eq!(config.transform.imputer_k, 3);
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netsec.yaml");
+        std::fs::write(&path, "split:\n  test_ration: 0.3\n").unwrap();
+        let message = Config::from_file(&path).unwrap_err().to_string();
+        assert!(message.contains("test_ration"), "{message}");
+        assert!(message.contains("netsec.yaml"), "{message}");
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn environment_variables_override_by_path() {
+        let env = |name: &str| match name {
+            "NETSEC_SPLIT_TEST_RATIO" => Some("0.25".to_string()),
+            "NETSEC_SPLIT_STRATEGY" => Some("random".to_string()),
+            "NETSEC_SOURCE" => Some("2024".to_string()),
+            "NETSEC_VALIDATION_FAIL_ON_DRIFT" => Some("true".to_string()),
+            _ => None,
+        };
+        let config = Config::default().with_env(env).unwrap();
+        assert_eq!(config.split.test_ratio, 0.25);
+        assert_eq!(config.split.strategy, SplitStrategy::Random);
+        assert_eq!(config.source, "2024");
+        assert!(config.validation.fail_on_drift);
+        let bad = Config::default().with_env(|n| (n == "NETSEC_SPLIT_SEED").then(|| "x".into()));
+        assert!(bad.unwrap_err().to_string().contains("seed"));
+    }
+
+    #[test]
+    fn nonsense_values_are_refused() {
+        let mut config = Config::default();
+        config.split.test_ratio = 1.5;
+        assert!(config.check().unwrap_err().to_string().contains("split.test_ratio"));
+    }
+}

@@ -1,0 +1,177 @@
+//! The in-memory table every stage works on: a row-major feature matrix and raw labels.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+
+/// Rows of features (row-major, `f32::NAN` = missing) with their labels as the source wrote
+/// them (for example -1 and 1). f32 keeps a million rows of 30 features at 120 MB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub features: Vec<String>,
+    pub target: String,
+    pub x: Vec<f32>,
+    pub labels: Vec<i64>,
+}
+
+impl Dataset {
+    pub fn new(features: Vec<String>, target: String) -> Dataset {
+        Dataset { features, target, x: Vec::new(), labels: Vec::new() }
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.features.len()
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        let n = self.n_features();
+        &self.x[i * n..(i + 1) * n]
+    }
+
+    /// The present (non-missing) values of column `j`, for statistics.
+    pub fn column_values(&self, j: usize) -> Vec<f64> {
+        self.x
+            .chunks_exact(self.n_features())
+            .map(|row| row[j])
+            .filter(|v| !v.is_nan())
+            .map(f64::from)
+            .collect()
+    }
+
+    /// Missing cells per column.
+    pub fn missing_per_column(&self) -> Vec<usize> {
+        let mut missing = vec![0; self.n_features()];
+        for row in self.x.chunks_exact(self.n_features()) {
+            for (count, v) in missing.iter_mut().zip(row) {
+                *count += v.is_nan() as usize;
+            }
+        }
+        missing
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let mut out = Dataset::new(self.features.clone(), self.target.clone());
+        out.x.reserve(indices.len() * self.n_features());
+        out.labels.reserve(indices.len());
+        for &i in indices {
+            out.x.extend_from_slice(self.row(i));
+            out.labels.push(self.labels[i]);
+        }
+        out
+    }
+
+    /// The row's identity for duplicate detection: features only, or features and label.
+    pub fn row_key(&self, i: usize, with_label: bool) -> RowKey<'_> {
+        RowKey { values: self.row(i), label: with_label.then_some(self.labels[i]) }
+    }
+
+    /// How many rows repeat an earlier row exactly (features and label).
+    pub fn duplicate_rows(&self) -> usize {
+        let mut seen = std::collections::HashSet::with_capacity(self.n_rows());
+        (0..self.n_rows()).filter(|&i| !seen.insert(self.row_key(i, true))).count()
+    }
+
+    /// Groups of identical feature vectors: the group id of every row, in first-seen order.
+    pub fn feature_groups(&self) -> (Vec<usize>, usize) {
+        let mut ids: HashMap<RowKey<'_>, usize> = HashMap::with_capacity(self.n_rows());
+        let groups = (0..self.n_rows())
+            .map(|i| {
+                let next = ids.len();
+                *ids.entry(self.row_key(i, false)).or_insert(next)
+            })
+            .collect();
+        (groups, ids.len())
+    }
+
+    /// Writes the table as CSV: a header, integer codes as integers, missing cells empty.
+    pub fn write_csv(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let header: Vec<&str> =
+            self.features.iter().map(String::as_str).chain([self.target.as_str()]).collect();
+        writeln!(out, "{}", header.join(","))?;
+        let mut line = Vec::with_capacity(8 * (self.n_features() + 1));
+        for (i, label) in self.labels.iter().enumerate() {
+            line.clear();
+            for &v in self.row(i) {
+                write_value(&mut line, v);
+                line.push(b',');
+            }
+            write!(line, "{label}")?;
+            line.push(b'\n');
+            out.write_all(&line)?;
+        }
+        Ok(())
+    }
+}
+
+/// Codes are small integers: write the common ones without going through the formatter.
+fn write_value(line: &mut Vec<u8>, v: f32) {
+    match v {
+        v if v.is_nan() => {}
+        -1.0 => line.extend_from_slice(b"-1"),
+        0.0 => line.push(b'0'),
+        1.0 => line.push(b'1'),
+        v => {
+            let _ = write!(line, "{v}");
+        }
+    }
+}
+
+/// A row compared by the bits of its values, so rows can be hashed without copying them.
+#[derive(Debug, Clone, Copy)]
+pub struct RowKey<'a> {
+    values: &'a [f32],
+    label: Option<i64>,
+}
+
+impl PartialEq for RowKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.label == other.label
+            && self.values.iter().map(|v| v.to_bits()).eq(other.values.iter().map(|v| v.to_bits()))
+    }
+}
+
+impl Eq for RowKey<'_> {}
+
+impl Hash for RowKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.label.hash(state);
+        for v in self.values {
+            v.to_bits().hash(state);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[[f32; 2]], labels: &[i64]) -> Dataset {
+        let mut d = Dataset::new(vec!["a".into(), "b".into()], "y".into());
+        d.x = rows.iter().flatten().copied().collect();
+        d.labels = labels.to_vec();
+        d
+    }
+
+    #[test]
+    fn duplicates_and_groups() {
+        let d = table(&[[1., 0.], [1., 0.], [1., 0.], [0., -1.]], &[1, 1, -1, 1]);
+        assert_eq!(d.duplicate_rows(), 1);
+        assert_eq!(d.feature_groups(), (vec![0, 0, 0, 1], 2));
+    }
+
+    #[test]
+    fn csv_writes_codes_and_leaves_missing_cells_empty() {
+        let d = table(&[[1., f32::NAN], [0.5, -1.]], &[1, -1]);
+        let mut out = Vec::new();
+        d.write_csv(&mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a,b,y\n1,,1\n0.5,-1,-1\n");
+        assert_eq!(d.missing_per_column(), vec![0, 1]);
+        assert_eq!(d.column_values(1), vec![-1.0]);
+        assert_eq!(d.select(&[1]).labels, vec![-1]);
+    }
+}

@@ -1,0 +1,21 @@
+//! netsec: a phishing-website classifier from raw data to a running service.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view and the code map.
+
+pub mod artifacts;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod dataset;
+pub mod error;
+pub mod impute;
+pub mod learn;
+pub mod npy;
+pub mod pipeline;
+pub mod preprocess;
+pub mod schema;
+pub mod source;
+pub mod split;
+pub mod stages;
+pub mod stats;
+pub mod synth;

@@ -1,0 +1,68 @@
+//! Transform: fit the KNN imputer (k from the config) on train, apply it to train and test,
+//! encode the target (-1 → 0), and save the matrices (`.npy`, features then target, as the
+//! Python original's `np.c_[X, y]`) and the fitted preprocessor.
+
+use serde::{Deserialize, Serialize};
+
+use super::Settings;
+use crate::artifacts::Run;
+use crate::dataset::Dataset;
+use crate::npy;
+use crate::preprocess::Preprocessor;
+
+pub const TRAIN: &str = "transform/train.npy";
+pub const TEST: &str = "transform/test.npy";
+pub const PREPROCESSOR: &str = "transform/preprocessor.bin";
+pub const REPORT: &str = "transform/report.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransformReport {
+    pub imputer_k: usize,
+    pub imputed_train_cells: usize,
+    pub imputed_test_cells: usize,
+}
+
+/// The model's inputs: imputed feature matrices (row-major) and encoded labels.
+pub struct Transformed {
+    pub n_features: usize,
+    pub train_x: Vec<f32>,
+    pub train_y: Vec<u8>,
+    pub test_x: Vec<f32>,
+    pub test_y: Vec<u8>,
+    pub preprocessor: Preprocessor,
+    pub report: TransformReport,
+}
+
+pub fn run(run: &mut Run, settings: &Settings, train: &Dataset, test: &Dataset) -> anyhow::Result<Transformed> {
+    let started = std::time::Instant::now();
+    let k = settings.config.transform.imputer_k;
+    let preprocessor = Preprocessor::fit(&settings.schema, train, k)?;
+    let transformed = Transformed {
+        n_features: train.n_features(),
+        train_x: preprocessor.transform(train)?,
+        train_y: preprocessor.encode_labels(&train.labels),
+        test_x: preprocessor.transform(test)?,
+        test_y: preprocessor.encode_labels(&test.labels),
+        report: TransformReport {
+            imputer_k: k,
+            imputed_train_cells: train.missing_per_column().iter().sum(),
+            imputed_test_cells: test.missing_per_column().iter().sum(),
+        },
+        preprocessor,
+    };
+    let t = &transformed;
+    run.write(TRAIN, |w| write_matrix(w, t.n_features, &t.train_x, &t.train_y))?;
+    run.write(TEST, |w| write_matrix(w, t.n_features, &t.test_x, &t.test_y))?;
+    let bytes = t.preprocessor.to_bytes();
+    run.write(PREPROCESSOR, |w| w.write_all(&bytes))?;
+    run.write(REPORT, |w| serde_json::to_writer_pretty(w, &t.report).map_err(Into::into))?;
+    run.finish_stage("transform", started.elapsed().as_secs_f64())?;
+    Ok(transformed)
+}
+
+/// Features then the encoded target, one row per sample.
+fn write_matrix(out: &mut dyn std::io::Write, n_features: usize, x: &[f32], y: &[u8]) -> std::io::Result<()> {
+    let rows = x.chunks_exact(n_features).zip(y);
+    let values = rows.flat_map(|(row, &label)| row.iter().copied().chain([f32::from(label)]));
+    npy::write_f32(out, y.len(), n_features + 1, values)
+}

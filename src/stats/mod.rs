@@ -1,0 +1,2 @@
+//! Statistical tests used by validation.
+pub mod ks;

@@ -1,0 +1,57 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The shared data set (never copied into the repo).
+pub fn phishing_csv() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/phishing.csv");
+    assert!(
+        path.is_file(),
+        "the shared data set is missing at {}",
+        path.display()
+    );
+    path
+}
+
+/// The Python interpreter of the harness's virtual environment (scipy, scikit-learn), used as
+/// an oracle. `cargo xtask test` sets NETSEC_PYTHON; a plain `cargo test` finds the venv the
+/// harness left in target/.
+pub fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("NETSEC_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/netsec-py/bin/python");
+    assert!(
+        venv.is_file(),
+        "no Python oracle: run the tests with `cargo xtask test` (it creates {})",
+        venv.display()
+    );
+    venv
+}
+
+/// Runs a Python script with the oracle interpreter, passing `stdin`, and returns its stdout.
+pub fn run_python(script: &str, stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the Python oracle");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("run the Python oracle");
+    assert!(
+        out.status.success(),
+        "Python oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("oracle output is UTF-8")
+}
