@@ -53,6 +53,9 @@ pub struct FileRecord {
     pub bytes: u64,
 }
 
+/// What fills one file of [`Run::write_all`].
+pub type WriteJob<'a> = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send + 'a>;
+
 /// An open run folder.
 #[derive(Debug)]
 pub struct Run {
@@ -63,8 +66,7 @@ pub struct Run {
 impl Run {
     /// A new run folder under `root`, named by the UTC time so that names sort by age.
     pub fn create(root: &Path, config: &Config) -> anyhow::Result<Run> {
-        std::fs::create_dir_all(root)
-            .with_context(|| format!("creating the artifacts folder {}", root.display()))?;
+        std::fs::create_dir_all(root).with_context(|| format!("creating the artifacts folder {}", root.display()))?;
         let now = time::OffsetDateTime::now_utc();
         let stamp = now
             .format(time::macros::format_description!(
@@ -103,8 +105,8 @@ impl Run {
             InputError::in_file(&path, "no such run (its manifest is missing)")
                 .hint("list the runs with `ls` on the artifacts folder, or start one with `netsec ingest`")
         })?;
-        let manifest = serde_json::from_str(&text)
-            .with_context(|| format!("reading the manifest {}", path.display()))?;
+        let manifest =
+            serde_json::from_str(&text).with_context(|| format!("reading the manifest {}", path.display()))?;
         Ok(Run { dir, manifest })
     }
 
@@ -124,6 +126,20 @@ impl Run {
     ) -> anyhow::Result<()> {
         let record = write_atomic(&self.path(relative), fill)?;
         self.manifest.files.insert(relative.to_string(), record);
+        Ok(())
+    }
+
+    /// Writes several files at once (in parallel: formatting and fsync overlap), each as
+    /// [`Run::write`] does; all of them are recorded, or the first error is returned.
+    pub fn write_all(&mut self, jobs: Vec<(&str, WriteJob<'_>)>) -> anyhow::Result<()> {
+        use rayon::prelude::*;
+        let records: Vec<(String, anyhow::Result<FileRecord>)> = jobs
+            .into_par_iter()
+            .map(|(relative, fill)| (relative.to_string(), write_atomic(&self.dir.join(relative), fill)))
+            .collect();
+        for (relative, record) in records {
+            self.manifest.files.insert(relative, record?);
+        }
         Ok(())
     }
 
@@ -159,17 +175,14 @@ impl Run {
 }
 
 fn latest_run(root: &Path) -> anyhow::Result<String> {
-    let entries = std::fs::read_dir(root).map_err(|_| {
-        InputError::in_file(root, "no artifacts folder").hint("start a run with `netsec ingest`")
-    })?;
+    let entries = std::fs::read_dir(root)
+        .map_err(|_| InputError::in_file(root, "no artifacts folder").hint("start a run with `netsec ingest`"))?;
     entries
         .filter_map(Result::ok)
         .filter(|e| e.path().join(MANIFEST).is_file())
         .filter_map(|e| e.file_name().into_string().ok())
         .max()
-        .ok_or_else(|| {
-            InputError::in_file(root, "no runs yet").hint("start one with `netsec ingest`").into()
-        })
+        .ok_or_else(|| InputError::in_file(root, "no runs yet").hint("start one with `netsec ingest`").into())
 }
 
 fn rfc3339(time: time::OffsetDateTime) -> String {
@@ -177,9 +190,9 @@ fn rfc3339(time: time::OffsetDateTime) -> String {
 }
 
 /// Writes `path` so that it is either absent or complete: temp file, fsync, rename, fsync dir.
-pub fn write_atomic(
+pub fn write_atomic<'a>(
     path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()> + 'a,
 ) -> anyhow::Result<FileRecord> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -13,7 +13,11 @@ use crate::schema::Schema;
 use crate::synth::{self, SynthOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "netsec", version, about = "Phishing-website classifier: from raw data to a model, tracked and served")]
+#[command(
+    name = "netsec",
+    version,
+    about = "Phishing-website classifier: from raw data to a model, tracked and served"
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -80,7 +84,7 @@ pub enum DataCommand {
         rows: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Share of cells in the last 20% of rows drawn from a reversed distribution (0..=1).
+        /// Share of cells in the last 20% of rows set to their column's highest code (0..=1).
         #[arg(long, default_value_t = 0.0)]
         drift: f64,
         /// The CSV file to write.
@@ -102,9 +106,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let summary = match cli.command {
         Command::Ingest { split } => with_spinner("ingest", || pipeline::ingest_only(with_split(config, split)))?,
         Command::Validate { run } => with_spinner("validate", || pipeline::validate_only(&artifacts, run.as_deref()))?,
-        Command::Transform { run } => with_spinner("transform", || pipeline::transform_only(&artifacts, run.as_deref()))?,
+        Command::Transform { run } => {
+            with_spinner("transform", || pipeline::transform_only(&artifacts, run.as_deref()))?
+        }
         Command::Pipeline { split } => with_spinner("pipeline", || pipeline::run_all(with_split(config, split)))?,
-        Command::Data(DataCommand::Synth { rows, seed, drift, output }) => return synthesize(&config, rows, seed, drift, &output),
+        Command::Data(DataCommand::Synth { rows, seed, drift, output }) => {
+            return synthesize(&config, rows, seed, drift, &output)
+        }
     };
     print_summary(&summary, cli.log_format)
 }
@@ -137,7 +145,10 @@ fn synthesize(config: &Config, rows: usize, seed: u64, drift: f64, output: &std:
     };
     let data = synth::generate(&schema, SynthOptions { rows, seed, drift, ..SynthOptions::default() });
     write_atomic(output, |w| data.write_csv(w))?;
-    eprintln!("wrote {rows} SYNTHETIC rows (not real phishing data; seed {seed}, drift {drift}) to {}", output.display());
+    eprintln!(
+        "wrote {rows} SYNTHETIC rows (not real phishing data; seed {seed}, drift {drift}) to {}",
+        output.display()
+    );
     Ok(())
 }
 

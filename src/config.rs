@@ -142,15 +142,12 @@ impl Config {
     pub fn with_env(&self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
         let mut tree = serde_yaml::to_value(self).context("serialising the config")?;
         override_leaves(&mut tree, "NETSEC", &lookup)?;
-        Ok(serde_yaml::from_value(tree)
-            .map_err(|e| InputError::new(format!("environment override: {e}")))?)
+        Ok(serde_yaml::from_value(tree).map_err(|e| InputError::new(format!("environment override: {e}")))?)
     }
 
     /// Values that parse but make no sense.
     pub fn check(&self) -> Result<(), InputError> {
-        let bad = |setting: &str, why: &str| {
-            Err(InputError::new(format!("setting `{setting}`: {why}")))
-        };
+        let bad = |setting: &str, why: &str| Err(InputError::new(format!("setting `{setting}`: {why}")));
         if !(self.split.test_ratio > 0.0 && self.split.test_ratio < 1.0) {
             return bad("split.test_ratio", "must be between 0 and 1 (exclusive)");
         }
@@ -169,11 +166,7 @@ fn config_problem(message: &str) -> String {
     message.split(" at line ").next().unwrap_or(message).to_string()
 }
 
-fn override_leaves(
-    node: &mut Value,
-    name: &str,
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<(), InputError> {
+fn override_leaves(node: &mut Value, name: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<(), InputError> {
     if let Value::Mapping(map) = node {
         for (key, child) in map.iter_mut() {
             let key = key.as_str().unwrap_or_default().to_ascii_uppercase();
@@ -185,9 +178,8 @@ fn override_leaves(
     *node = match node {
         // Text settings keep the text as written, even when it looks like a number.
         Value::String(_) | Value::Null => Value::String(raw),
-        _ => serde_yaml::from_str(&raw).map_err(|e| {
-            InputError::new(format!("environment variable {name}=`{raw}` does not parse: {e}"))
-        })?,
+        _ => serde_yaml::from_str(&raw)
+            .map_err(|e| InputError::new(format!("environment variable {name}=`{raw}` does not parse: {e}")))?,
     };
     Ok(())
 }

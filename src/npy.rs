@@ -3,12 +3,13 @@
 
 use std::io::Write;
 
-/// Writes a `rows × cols` float32 matrix given row by row.
-pub fn write_f32(
+/// Writes a `rows × cols` float32 matrix: `encode` appends each row's little-endian bytes.
+pub fn write_f32_rows<R>(
     out: &mut dyn Write,
     rows: usize,
     cols: usize,
-    values: impl Iterator<Item = f32>,
+    items: impl Iterator<Item = R>,
+    encode: impl Fn(R, &mut Vec<u8>),
 ) -> std::io::Result<()> {
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Magic (6) + version (2) + header length (2) + header + newline is a multiple of 64.
@@ -19,8 +20,8 @@ pub fn write_f32(
     out.write_all(&(header.len() as u16).to_le_bytes())?;
     out.write_all(header.as_bytes())?;
     let mut buffer = Vec::with_capacity(1 << 16);
-    for v in values {
-        buffer.extend_from_slice(&v.to_le_bytes());
+    for item in items {
+        encode(item, &mut buffer);
         if buffer.len() >= 1 << 16 {
             out.write_all(&buffer)?;
             buffer.clear();
@@ -53,7 +54,11 @@ mod tests {
     #[test]
     fn round_trip_with_an_aligned_header() {
         let mut out = Vec::new();
-        super::write_f32(&mut out, 2, 3, [1.0, 2.0, 3.0, 4.0, 5.0, -0.5].into_iter()).unwrap();
+        let rows = [[1.0f32, 2.0, 3.0], [4.0, 5.0, -0.5]];
+        super::write_f32_rows(&mut out, 2, 3, rows.iter(), |row, bytes| {
+            row.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()))
+        })
+        .unwrap();
         assert_eq!((out.len() - 6 * 4) % 64, 0);
         assert_eq!(super::read_f32(&out).unwrap(), (2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, -0.5]));
     }

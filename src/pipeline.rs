@@ -39,9 +39,10 @@ impl Summary {
 pub fn run_all(config: Config) -> anyhow::Result<Summary> {
     let settings = Settings::new(config)?;
     let source = source::open(&settings.config.source)?;
+    let loaded = source.load(&settings.schema)?;
     let mut run = Run::create(&settings.config.artifacts, &settings.config)?;
     tracing::info!(run = run.id(), source = source.describe(), "pipeline started");
-    let ingested = ingest::run(&mut run, &settings, source.as_ref())?;
+    let ingested = ingest::run(&mut run, &settings, source.as_ref(), loaded)?;
     let validation = validate::run(&mut run, &settings, &ingested.train, &ingested.test)?;
     let transformed = transform::run(&mut run, &settings, &ingested.train, &ingested.test)?;
     Ok(Summary {
@@ -56,8 +57,9 @@ pub fn run_all(config: Config) -> anyhow::Result<Summary> {
 pub fn ingest_only(config: Config) -> anyhow::Result<Summary> {
     let settings = Settings::new(config)?;
     let source = source::open(&settings.config.source)?;
+    let loaded = source.load(&settings.schema)?;
     let mut run = Run::create(&settings.config.artifacts, &settings.config)?;
-    let ingested = ingest::run(&mut run, &settings, source.as_ref())?;
+    let ingested = ingest::run(&mut run, &settings, source.as_ref(), loaded)?;
     Ok(Summary { ingest: Some(ingested.report), ..Summary::of(&run) })
 }
 

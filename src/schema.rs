@@ -42,14 +42,12 @@ impl Schema {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Schema> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the schema {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the schema {}", path.display()))?;
         Ok(Schema::parse(&text, path)?)
     }
 
     fn parse(text: &str, path: &Path) -> Result<Schema, InputError> {
-        let schema: Schema = serde_yaml::from_str(text)
-            .map_err(|e| InputError::in_file(path, e.to_string()))?;
+        let schema: Schema = serde_yaml::from_str(text).map_err(|e| InputError::in_file(path, e.to_string()))?;
         schema.check().map_err(|problem| InputError::in_file(path, problem))?;
         Ok(schema)
     }

@@ -18,8 +18,8 @@ const PROFILE_SEED: u64 = 0x5eed_da7a;
 pub struct SynthOptions {
     pub rows: usize,
     pub seed: u64,
-    /// In [0, 1]: the share of cells in the last `drift_tail` of rows that are redrawn from a
-    /// reversed distribution. 0 = no drift.
+    /// In [0, 1]: the share of cells in the last `drift_tail` of rows that take their column's
+    /// highest code instead of a draw (the distribution's mass moves up). 0 = no drift.
     pub drift: f64,
     pub drift_tail: f64,
 }
@@ -45,7 +45,14 @@ impl Profile {
             .map(|column| {
                 let raw: Vec<f64> = column.values.iter().map(|_| 0.2 + rng.random::<f64>()).collect();
                 let total: f64 = raw.iter().sum();
-                raw.iter().scan(0.0, |acc, p| Some({ *acc += p / total; *acc })).collect()
+                raw.iter()
+                    .scan(0.0, |acc, p| {
+                        Some({
+                            *acc += p / total;
+                            *acc
+                        })
+                    })
+                    .collect()
             })
             .collect();
         // A few strong signals and many weak ones, like the real set's feature importances.
@@ -55,10 +62,10 @@ impl Profile {
         Profile { cumulative, weights }
     }
 
-    fn draw(&self, schema: &Schema, j: usize, u: f64, reversed: bool) -> f32 {
+    fn draw(&self, schema: &Schema, j: usize, u: f64, drifted: bool) -> f32 {
         let values = &schema.columns[j].values;
         let k = self.cumulative[j].iter().position(|&c| u <= c).unwrap_or(values.len() - 1);
-        let k = if reversed { values.len() - 1 - k } else { k };
+        let k = if drifted { values.len() - 1 } else { k };
         values[k] as f32
     }
 }
@@ -75,8 +82,8 @@ pub fn generate(schema: &Schema, options: SynthOptions) -> Dataset {
     for i in 0..options.rows {
         let mut score = 0.0;
         for j in 0..n_features {
-            let reversed = i >= drift_from && rng.random::<f64>() < options.drift;
-            let v = profile.draw(schema, j, rng.random::<f64>(), reversed);
+            let drifted = i >= drift_from && rng.random::<f64>() < options.drift;
+            let v = profile.draw(schema, j, rng.random::<f64>(), drifted);
             score += profile.weights[j] * f64::from(v);
             data.x.push(v);
         }

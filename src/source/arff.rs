@@ -20,8 +20,8 @@ impl Source for ArffFile {
     fn load(&self, schema: &Schema) -> anyhow::Result<Loaded> {
         let bytes = read_file(&self.path)?;
         let sha256 = sha256_hex(&bytes);
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|e| InputError::in_file(&self.path, format!("not UTF-8 text: {e}")))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|e| InputError::in_file(&self.path, format!("not UTF-8 text: {e}")))?;
         let (dataset, extra_columns) = parse(schema, &self.path, text)?;
         Ok(Loaded { dataset, extra_columns, sha256 })
     }
@@ -32,7 +32,8 @@ fn parse(schema: &Schema, path: &Path, text: &str) -> Result<(Dataset, Vec<Strin
     let mut lines = text.lines().enumerate().map(|(i, l)| (i as u64 + 1, l.trim()));
     let data_line = loop {
         let Some((number, line)) = lines.next() else {
-            return Err(InputError::in_file(path, "no `@data` section").hint("an ARFF file lists its rows after a `@data` line"));
+            return Err(InputError::in_file(path, "no `@data` section")
+                .hint("an ARFF file lists its rows after a `@data` line"));
         };
         let keyword = line.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
         match keyword.as_str() {
@@ -78,14 +79,19 @@ mod tests {
     #[test]
     fn reads_the_uci_layout() {
         let column = |name: &str| Column { name: name.into(), kind: ColumnType::Int, values: vec![-1, 0, 1] };
-        let schema = Schema { columns: vec![column("a"), column("b")], target: Column { values: vec![-1, 1], ..column("Result") } };
+        let schema = Schema {
+            columns: vec![column("a"), column("b")],
+            target: Column { values: vec![-1, 1], ..column("Result") },
+        };
         let text = "@relation phishing\n% comment\n@attribute a { -1,0,1 }\n@attribute 'b' { -1,1 }\n@attribute Result { -1,1 }\n\n@data\n-1,1,1\n0,?,-1\n";
         let (d, extra) = parse(&schema, Path::new("p.arff"), text).unwrap();
         assert!(extra.is_empty());
         assert_eq!(d.labels, vec![1, -1]);
         assert_eq!(d.x[..3], [-1.0, 1.0, 0.0]);
         assert!(d.x[3].is_nan());
-        let e = parse(&schema, Path::new("p.arff"), "@attribute a x\n@attribute b x\n@attribute Result x\n@data\n1,1\n").unwrap_err();
+        let e =
+            parse(&schema, Path::new("p.arff"), "@attribute a x\n@attribute b x\n@attribute Result x\n@data\n1,1\n")
+                .unwrap_err();
         assert_eq!(e.line, Some(5));
     }
 }

@@ -31,9 +31,7 @@ fn parse(
 ) -> Result<(crate::dataset::Dataset, Vec<String>), InputError> {
     let malformed = |e: csv::Error| {
         let line = e.position().map(|p| p.line()).unwrap_or(0);
-        InputError::in_file(path, format!("malformed CSV: {e}"))
-            .line(line)
-            .hint("check the quoting on that line")
+        InputError::in_file(path, format!("malformed CSV: {e}")).line(line).hint("check the quoting on that line")
     };
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(body);
     let mut record = csv::ByteRecord::new();
@@ -45,9 +43,7 @@ fn parse(
         .iter()
         .map(|name| std::str::from_utf8(name).map(str::trim))
         .collect::<Result<_, _>>()
-        .map_err(|_| {
-            InputError::in_file(path, "the header is not valid UTF-8").line(header_line)
-        })?;
+        .map_err(|_| InputError::in_file(path, "the header is not valid UTF-8").line(header_line))?;
     let mut table = TableBuilder::new(schema, path, &header, header_line)?;
     while reader.read_byte_record(&mut record).map_err(malformed)? {
         let line = record.position().map_or(0, |p| p.line());
@@ -65,12 +61,11 @@ mod tests {
     use crate::schema::{Column, ColumnType};
 
     fn schema() -> Schema {
-        let column = |name: &str, values: Vec<i64>| Column {
-            name: name.into(),
-            kind: ColumnType::Int,
-            values,
-        };
-        Schema { columns: vec![column("a", vec![-1, 0, 1]), column("b", vec![-1, 1])], target: column("y", vec![-1, 1]) }
+        let column = |name: &str, values: Vec<i64>| Column { name: name.into(), kind: ColumnType::Int, values };
+        Schema {
+            columns: vec![column("a", vec![-1, 0, 1]), column("b", vec![-1, 1])],
+            target: column("y", vec![-1, 1]),
+        }
     }
 
     fn load(text: &str) -> Result<(crate::dataset::Dataset, Vec<String>), InputError> {

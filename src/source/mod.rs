@@ -58,8 +58,7 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
             .hint("give the path of a CSV or ARFF file")
             .into());
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::in_file(path, format!("cannot read it: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| InputError::in_file(path, format!("cannot read it: {e}")))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(InputError::in_file(path, "the file is empty")
             .hint("a header row naming the columns and at least one data row are needed")

@@ -26,38 +26,24 @@ pub struct TableBuilder<'s> {
 
 impl<'s> TableBuilder<'s> {
     /// Maps the header's columns, in any order, onto the schema's.
-    pub fn new(
-        schema: &'s Schema,
-        file: &Path,
-        header: &[&str],
-        header_line: u64,
-    ) -> Result<Self, InputError> {
+    pub fn new(schema: &'s Schema, file: &Path, header: &[&str], header_line: u64) -> Result<Self, InputError> {
         let at = |problem: String| InputError::in_file(file, problem).line(header_line);
         let mut positions: HashMap<&str, usize> = HashMap::new();
         for (i, name) in header.iter().enumerate() {
             if let Some(first) = positions.insert(name, i) {
-                return Err(at(format!(
-                    "the header names column `{name}` twice (fields {} and {})",
-                    first + 1,
-                    i + 1
-                ))
-                .hint("rename or remove one of them"));
+                return Err(at(format!("the header names column `{name}` twice (fields {} and {})", first + 1, i + 1))
+                    .hint("rename or remove one of them"));
             }
         }
-        let missing: Vec<&str> = schema
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|name| !positions.contains_key(name))
-            .collect();
+        let missing: Vec<&str> =
+            schema.columns.iter().map(|c| c.name.as_str()).filter(|name| !positions.contains_key(name)).collect();
         if !positions.contains_key(schema.target.name.as_str()) {
             return Err(at(format!("the target column `{}` is missing", schema.target.name))
                 .hint("every training row needs its label; the schema is data_schema/schema.yaml"));
         }
         if !missing.is_empty() {
-            return Err(at(format!("missing columns: {}", missing.join(", "))).hint(
-                "the header must name every feature of the schema (data_schema/schema.yaml)",
-            ));
+            return Err(at(format!("missing columns: {}", missing.join(", ")))
+                .hint("the header must name every feature of the schema (data_schema/schema.yaml)"));
         }
         let feature_index: HashMap<&str, usize> =
             schema.columns.iter().enumerate().map(|(j, c)| (c.name.as_str(), j)).collect();
@@ -88,17 +74,12 @@ impl<'s> TableBuilder<'s> {
     }
 
     /// Adds one record; `fields` must hold one field per header column.
-    pub fn push<'f>(
-        &mut self,
-        line: u64,
-        fields: impl ExactSizeIterator<Item = &'f [u8]>,
-    ) -> Result<(), InputError> {
+    pub fn push<'f>(&mut self, line: u64, fields: impl ExactSizeIterator<Item = &'f [u8]>) -> Result<(), InputError> {
         if fields.len() != self.slots.len() {
-            return Err(InputError::in_file(&self.file, format!(
-                "the row has {} fields but the header has {}",
-                fields.len(),
-                self.slots.len()
-            ))
+            return Err(InputError::in_file(
+                &self.file,
+                format!("the row has {} fields but the header has {}", fields.len(), self.slots.len()),
+            )
             .line(line)
             .hint("every row needs one value per header column (an empty field means missing)"));
         }

@@ -9,7 +9,7 @@ use super::Settings;
 use crate::artifacts::{InputRecord, Run};
 use crate::config::SplitStrategy;
 use crate::dataset::Dataset;
-use crate::source::{CsvFile, Source};
+use crate::source::{CsvFile, Loaded, Source};
 use crate::split::split;
 
 pub const FEATURE_STORE: &str = "feature_store/data.csv";
@@ -41,9 +41,10 @@ pub struct Ingested {
     pub report: IngestReport,
 }
 
-pub fn run(run: &mut Run, settings: &Settings, source: &dyn Source) -> anyhow::Result<Ingested> {
+/// Splits and records a loaded source. The source is read before the run folder exists, so
+/// that bad input leaves no run behind.
+pub fn run(run: &mut Run, settings: &Settings, source: &dyn Source, loaded: Loaded) -> anyhow::Result<Ingested> {
     let started = std::time::Instant::now();
-    let loaded = source.load(&settings.schema)?;
     if !loaded.extra_columns.is_empty() {
         tracing::warn!(columns = ?loaded.extra_columns, "the source has columns the schema does not; they are dropped");
     }
@@ -66,10 +67,13 @@ pub fn run(run: &mut Run, settings: &Settings, source: &dyn Source) -> anyhow::R
         test_rows_in_train: parts.test.iter().filter(|&&i| train_groups.contains(&groups[i])).count(),
     };
     let (train, test) = (data.select(&parts.train), data.select(&parts.test));
-    run.write(FEATURE_STORE, |w| data.write_csv(w))?;
-    run.write(TRAIN, |w| train.write_csv(w))?;
-    run.write(TEST, |w| test.write_csv(w))?;
-    run.write(REPORT, |w| serde_json::to_writer_pretty(w, &report).map_err(Into::into))?;
+    let report_json = serde_json::to_vec_pretty(&report)?;
+    run.write_all(vec![
+        (FEATURE_STORE, Box::new(|w| data.write_csv(w))),
+        (TRAIN, Box::new(|w| train.write_csv(w))),
+        (TEST, Box::new(|w| test.write_csv(w))),
+        (REPORT, Box::new(|w| w.write_all(&report_json))),
+    ])?;
     run.manifest.input = Some(InputRecord { source: report.source.clone(), sha256: loaded.sha256, rows: report.rows });
     run.finish_stage("ingest", started.elapsed().as_secs_f64())?;
     Ok(Ingested { train, test, report })

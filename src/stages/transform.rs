@@ -51,11 +51,13 @@ pub fn run(run: &mut Run, settings: &Settings, train: &Dataset, test: &Dataset) 
         preprocessor,
     };
     let t = &transformed;
-    run.write(TRAIN, |w| write_matrix(w, t.n_features, &t.train_x, &t.train_y))?;
-    run.write(TEST, |w| write_matrix(w, t.n_features, &t.test_x, &t.test_y))?;
-    let bytes = t.preprocessor.to_bytes();
-    run.write(PREPROCESSOR, |w| w.write_all(&bytes))?;
-    run.write(REPORT, |w| serde_json::to_writer_pretty(w, &t.report).map_err(Into::into))?;
+    let report_json = serde_json::to_vec_pretty(&t.report)?;
+    run.write_all(vec![
+        (TRAIN, Box::new(|w| write_matrix(w, t.n_features, &t.train_x, &t.train_y))),
+        (TEST, Box::new(|w| write_matrix(w, t.n_features, &t.test_x, &t.test_y))),
+        (PREPROCESSOR, Box::new(|w| w.write_all(&t.preprocessor.to_bytes()))),
+        (REPORT, Box::new(|w| w.write_all(&report_json))),
+    ])?;
     run.finish_stage("transform", started.elapsed().as_secs_f64())?;
     Ok(transformed)
 }
@@ -63,6 +65,7 @@ pub fn run(run: &mut Run, settings: &Settings, train: &Dataset, test: &Dataset) 
 /// Features then the encoded target, one row per sample.
 fn write_matrix(out: &mut dyn std::io::Write, n_features: usize, x: &[f32], y: &[u8]) -> std::io::Result<()> {
     let rows = x.chunks_exact(n_features).zip(y);
-    let values = rows.flat_map(|(row, &label)| row.iter().copied().chain([f32::from(label)]));
-    npy::write_f32(out, y.len(), n_features + 1, values)
+    npy::write_f32_rows(out, y.len(), n_features + 1, rows, |(row, &label), bytes| {
+        row.iter().chain([&f32::from(label)]).for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()))
+    })
 }

@@ -3,14 +3,12 @@
 //!
 //! Schema errors fail the run. Drift warns, or fails when `validation.fail_on_drift` is set.
 
-use std::collections::{HashMap, HashSet};
-
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Settings;
 use crate::artifacts::Run;
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, RowMap, RowSet};
 use crate::error::InputError;
 use crate::schema::Schema;
 use crate::stats::ks::{ks_2samp, KsMethod};
@@ -81,9 +79,7 @@ pub fn run(run: &mut Run, settings: &Settings, train: &Dataset, test: &Dataset) 
     if !drifted.is_empty() {
         let message = format!("drift between train and test in {} column(s): {}", drifted.len(), drifted.join(", "));
         if settings.config.validation.fail_on_drift {
-            return Err(InputError::new(message)
-                .hint("validation.fail_on_drift is set; unset it to only warn")
-                .into());
+            return Err(InputError::new(message).hint("validation.fail_on_drift is set; unset it to only warn").into());
         }
         tracing::warn!("{message}");
     }
@@ -145,7 +141,12 @@ fn schema_problems(schema: &Schema, data: &Dataset) -> Vec<String> {
             !v.is_nan() && (v.fract() != 0.0 || !column.values.contains(&(v as i64)))
         });
         if let Some(i) = bad {
-            problems.push(format!("column `{}`, row {}: {} is not an allowed value", column.name, i + 1, data.row(i)[j]));
+            problems.push(format!(
+                "column `{}`, row {}: {} is not an allowed value",
+                column.name,
+                i + 1,
+                data.row(i)[j]
+            ));
         }
     }
     if let Some(i) = data.labels.iter().position(|l| schema.encode_label(*l).is_none()) {
@@ -155,19 +156,18 @@ fn schema_problems(schema: &Schema, data: &Dataset) -> Vec<String> {
 }
 
 fn leakage(train: &Dataset, test: &Dataset) -> Leakage {
-    let in_train: HashSet<_> = (0..train.n_rows()).map(|i| train.row_key(i, false)).collect();
-    let mut first_label = HashMap::new();
-    let mut conflicting = HashSet::new();
-    for data in [train, test] {
-        for i in 0..data.n_rows() {
-            let key = data.row_key(i, false);
-            if *first_label.entry(key).or_insert(data.labels[i]) != data.labels[i] {
-                conflicting.insert(key);
-            }
+    let (train_keys, test_keys) = (train.row_keys(false), test.row_keys(false));
+    let in_train: RowSet = train_keys.iter().copied().collect();
+    let mut first_label = RowMap::default();
+    let mut conflicting = RowSet::default();
+    let labelled = train_keys.iter().zip(&train.labels).chain(test_keys.iter().zip(&test.labels));
+    for (key, label) in labelled {
+        if first_label.entry(*key).or_insert(*label) != label {
+            conflicting.insert(*key);
         }
     }
     Leakage {
-        test_rows_in_train: (0..test.n_rows()).filter(|&i| in_train.contains(&test.row_key(i, false))).count(),
+        test_rows_in_train: test_keys.iter().filter(|key| in_train.contains(key)).count(),
         test_rows: test.n_rows(),
         conflicting_feature_vectors: conflicting.len(),
     }

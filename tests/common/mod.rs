@@ -7,11 +7,7 @@ use std::process::Command;
 /// The shared data set (never copied into the repo).
 pub fn phishing_csv() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/phishing.csv");
-    assert!(
-        path.is_file(),
-        "the shared data set is missing at {}",
-        path.display()
-    );
+    assert!(path.is_file(), "the shared data set is missing at {}", path.display());
     path
 }
 
@@ -23,11 +19,7 @@ pub fn python() -> PathBuf {
         return PathBuf::from(path);
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/netsec-py/bin/python");
-    assert!(
-        venv.is_file(),
-        "no Python oracle: run the tests with `cargo xtask test` (it creates {})",
-        venv.display()
-    );
+    assert!(venv.is_file(), "no Python oracle: run the tests with `cargo xtask test` (it creates {})", venv.display());
     venv
 }
 
@@ -41,17 +33,8 @@ pub fn run_python(script: &str, stdin: &str) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the Python oracle");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().expect("run the Python oracle");
-    assert!(
-        out.status.success(),
-        "Python oracle failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "Python oracle failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("oracle output is UTF-8")
 }

@@ -1,1 +1,69 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (see .cargo/config.toml).
+//!
+//! - `test`: the one test command: Python oracles, local services, `cargo test --workspace`.
+//! - `bench`: benchmarks printed side by side with the reference figures they must beat.
+
+mod bench;
+mod python;
+mod services;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "netsec project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every test: creates the pinned Python environment, starts the local services the
+    /// tests need, runs `cargo test --workspace`, stops everything.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Benchmarks with the reference figures they must beat.
+    Bench {
+        #[command(subcommand)]
+        suite: bench::Suite,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Test { cargo_args } => test::run(&cargo_args),
+        Command::Bench { suite } => bench::run(suite),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask's parent).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+}
+
+/// The shared folder beside the repository (data set, design notes).
+pub fn shared_dir() -> PathBuf {
+    project_root().join("../shared")
+}
+
+/// Runs a command to completion, failing with its name when it fails.
+pub fn run_command(command: &mut std::process::Command) -> anyhow::Result<()> {
+    let status = command.status().map_err(|e| anyhow::anyhow!("cannot start {command:?}: {e}"))?;
+    anyhow::ensure!(status.success(), "{command:?} failed ({status})");
+    Ok(())
+}
