@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::artifacts::write_atomic;
 use crate::config::{Config, SplitStrategy};
 use crate::error::InputError;
-use crate::pipeline::{self, Summary};
+use crate::pipeline::{self, Stage, Summary};
+use crate::{predict, store};
 use crate::schema::Schema;
 use crate::synth::{self, SynthOptions};
 
@@ -34,6 +35,9 @@ pub struct Cli {
     /// Root of the run folders (overrides `artifacts` in the config; default ./artifacts).
     #[arg(long, global = true, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
+    /// The model store: a folder (overrides `train.store`; default ./models).
+    #[arg(long, global = true, value_name = "LOCATION")]
+    pub store: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,17 +57,15 @@ pub enum Command {
         split: Option<SplitStrategy>,
     },
     /// Check schema, missing values, duplicates, leakage and drift of a run's split.
-    Validate {
-        /// The run (default: the newest).
-        #[arg(long)]
-        run: Option<String>,
-    },
+    Validate(RunArg),
     /// Fit the KNN imputer on a validated run's train rows and write the model inputs.
-    Transform {
-        /// The run (default: the newest).
-        #[arg(long)]
-        run: Option<String>,
-    },
+    Transform(RunArg),
+    /// Grid-search every model family with k-fold CV on F1 and refit the best.
+    Train(RunArg),
+    /// Compare the trained model with the store's current one on the run's test rows.
+    Evaluate(RunArg),
+    /// Put an accepted model into the store and make it current.
+    Push(RunArg),
     /// Run every stage into a new run and print the summary.
     Pipeline {
         /// How to split (overrides `split.strategy`).
@@ -73,6 +75,37 @@ pub enum Command {
     /// Data utilities.
     #[command(subcommand)]
     Data(DataCommand),
+    /// The model store: versions, the current model, promotion and rollback.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Score a CSV with the store's current model: adds `prediction` and `probability`.
+    Predict {
+        /// Rows to score (the schema's feature columns; the label column is optional).
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the rows with their predictions.
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArg {
+    /// The run (default: the newest).
+    #[arg(long)]
+    pub run: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every version, newest last, with the current one marked.
+    List,
+    /// One version (default: the current one) in detail.
+    Show { version: Option<String> },
+    /// Make a version the current one.
+    Promote { version: String },
+    /// Go back to the version that was current before the last promotion.
+    Rollback,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,19 +135,62 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(artifacts) = &cli.artifacts {
         config.artifacts = artifacts.clone();
     }
+    if let Some(store) = &cli.store {
+        config.train.store = store.clone();
+    }
     let artifacts = config.artifacts.clone();
+    let resume = |stage: Stage, arg: RunArg| {
+        with_spinner(stage.name(), || pipeline::resume(&artifacts, arg.run.as_deref(), stage, cli.store.as_deref()))
+    };
     let summary = match cli.command {
-        Command::Ingest { split } => with_spinner("ingest", || pipeline::ingest_only(with_split(config, split)))?,
-        Command::Validate { run } => with_spinner("validate", || pipeline::validate_only(&artifacts, run.as_deref()))?,
-        Command::Transform { run } => {
-            with_spinner("transform", || pipeline::transform_only(&artifacts, run.as_deref()))?
+        Command::Ingest { split } => {
+            with_spinner("ingest", || pipeline::run_new(with_split(config, split), &[Stage::Ingest]))?
         }
+        Command::Validate(arg) => resume(Stage::Validate, arg)?,
+        Command::Transform(arg) => resume(Stage::Transform, arg)?,
+        Command::Train(arg) => resume(Stage::Train, arg)?,
+        Command::Evaluate(arg) => resume(Stage::Evaluate, arg)?,
+        Command::Push(arg) => resume(Stage::Push, arg)?,
         Command::Pipeline { split } => with_spinner("pipeline", || pipeline::run_all(with_split(config, split)))?,
         Command::Data(DataCommand::Synth { rows, seed, drift, output }) => {
             return synthesize(&config, rows, seed, drift, &output)
         }
+        Command::Models(command) => return models(&config.train.store, command, cli.log_format),
+        Command::Predict { input, output } => return predict::run(&config.train.store, &input, &output),
     };
     print_summary(&summary, cli.log_format)
+}
+
+/// `netsec models …`: reads and switches the store.
+fn models(location: &str, command: ModelsCommand, format: LogFormat) -> anyhow::Result<()> {
+    let store = store::open(location)?;
+    match command {
+        ModelsCommand::List => {
+            let versions = store.list()?;
+            match format {
+                LogFormat::Text => print!("{}", store::render_list(&versions)),
+                LogFormat::Json => println!("{}", serde_json::to_string(&versions)?),
+            }
+        }
+        ModelsCommand::Show { version } => {
+            let version = match version.or(store.current()?) {
+                Some(version) => version,
+                None => return Err(InputError::new(format!("{} has no current model", store.describe())).into()),
+            };
+            let info = store.list()?.into_iter().find(|v| v.version == version);
+            let info = info.ok_or_else(|| InputError::new(format!("no version {version} in {}", store.describe())))?;
+            print!("{}", store::render_show(&store.get(&version)?, &info));
+        }
+        ModelsCommand::Promote { version } => {
+            store.promote(&version)?;
+            println!("{version} is now the current model in {}", store.describe());
+        }
+        ModelsCommand::Rollback => {
+            let version = store.rollback()?;
+            println!("rolled back: {version} is now the current model in {}", store.describe());
+        }
+    }
+    Ok(())
 }
 
 fn with_split(mut config: Config, split: Option<SplitStrategy>) -> Config {

@@ -12,6 +12,9 @@ use serde_yaml::Value;
 
 use crate::error::InputError;
 
+/// The prefix of every environment override.
+const ENV_PREFIX: &str = "NETSEC";
+
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "netsec.yaml";
 
@@ -27,6 +30,7 @@ pub struct Config {
     pub split: SplitConfig,
     pub transform: TransformConfig,
     pub validation: ValidationConfig,
+    pub train: TrainConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +89,7 @@ impl Default for Config {
             split: SplitConfig::default(),
             transform: TransformConfig::default(),
             validation: ValidationConfig::default(),
+            train: TrainConfig::default(),
         }
     }
 }
@@ -106,6 +111,54 @@ impl Default for ValidationConfig {
         ValidationConfig { drift_p_value: 0.05, fail_on_drift: false }
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Cross-validation folds of the grid search.
+    pub folds: usize,
+    /// Seed of the models' random draws (bootstrap, feature sampling, subsampling).
+    pub seed: u64,
+    /// Fail when the chosen model's test F1 is below this.
+    pub expected_score: f64,
+    /// Warn when train F1 exceeds test F1 by more than this.
+    pub overfit_threshold: f64,
+    /// Fail instead of warning on overfitting.
+    pub fail_on_overfit: bool,
+    /// Accept a new model only if its test F1 beats the current model's by at least this.
+    pub min_improvement: f64,
+    /// The model store: a folder (default `models`).
+    pub store: String,
+    /// Model family → parameter → values to search (the Python original's grids by default).
+    pub models: serde_yaml::Mapping,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            folds: 3,
+            seed: 42,
+            expected_score: 0.6,
+            overfit_threshold: 0.05,
+            fail_on_overfit: false,
+            min_improvement: 0.0,
+            store: "models".into(),
+            models: serde_yaml::from_str(DEFAULT_GRIDS).expect("the default grids parse"),
+        }
+    }
+}
+
+/// The Python original's grids (its `GridSearchCV` parameters), in its order.
+const DEFAULT_GRIDS: &str = "
+random_forest: { n_estimators: [8, 16, 32, 128, 256] }
+decision_tree: { criterion: [gini, entropy, log_loss] }
+gradient_boosting:
+  learning_rate: [0.1, 0.01, 0.05, 0.001]
+  subsample: [0.6, 0.7, 0.75, 0.85, 0.9]
+  n_estimators: [8, 16, 32, 64, 128, 256]
+logistic_regression: {}
+ada_boost: { learning_rate: [0.1, 0.01, 0.001], n_estimators: [8, 16, 32, 64, 128, 256] }
+";
 
 impl Config {
     /// Defaults, then the file (`path`, or `netsec.yaml` if present), then the environment.
@@ -141,7 +194,7 @@ impl Config {
     /// Applies `NETSEC_<PATH>` overrides, as looked up by `lookup`.
     pub fn with_env(&self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
         let mut tree = serde_yaml::to_value(self).context("serialising the config")?;
-        override_leaves(&mut tree, "NETSEC", &lookup)?;
+        override_leaves(&mut tree, ENV_PREFIX, &lookup)?;
         Ok(serde_yaml::from_value(tree).map_err(|e| InputError::new(format!("environment override: {e}")))?)
     }
 
@@ -157,6 +210,12 @@ impl Config {
         if !(self.validation.drift_p_value > 0.0 && self.validation.drift_p_value < 1.0) {
             return bad("validation.drift_p_value", "must be between 0 and 1 (exclusive)");
         }
+        if self.train.folds < 2 {
+            return bad("train.folds", "must be at least 2");
+        }
+        if self.train.models.is_empty() {
+            return bad("train.models", "lists no model family to train");
+        }
         Ok(())
     }
 }
@@ -168,6 +227,13 @@ fn config_problem(message: &str) -> String {
 
 fn override_leaves(node: &mut Value, name: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<(), InputError> {
     if let Value::Mapping(map) = node {
+        // A whole section can be replaced too, e.g. NETSEC_TRAIN_MODELS='{ada_boost: {}}'.
+        if let Some(raw) = lookup(name).filter(|_| name != ENV_PREFIX) {
+            *node = serde_yaml::from_str(&raw).map_err(|e| {
+                InputError::new(format!("environment variable {name}=`{raw}` does not parse: {e}"))
+            })?;
+            return Ok(());
+        }
         for (key, child) in map.iter_mut() {
             let key = key.as_str().unwrap_or_default().to_ascii_uppercase();
             override_leaves(child, &format!("{name}_{key}"), lookup)?;
@@ -217,6 +283,7 @@ mod tests {
             "NETSEC_SPLIT_STRATEGY" => Some("random".to_string()),
             "NETSEC_SOURCE" => Some("2024".to_string()),
             "NETSEC_VALIDATION_FAIL_ON_DRIFT" => Some("true".to_string()),
+            "NETSEC_TRAIN_MODELS" => Some("{decision_tree: {criterion: [gini]}}".to_string()),
             _ => None,
         };
         let config = Config::default().with_env(env).unwrap();
@@ -224,6 +291,7 @@ mod tests {
         assert_eq!(config.split.strategy, SplitStrategy::Random);
         assert_eq!(config.source, "2024");
         assert!(config.validation.fail_on_drift);
+        assert_eq!(config.train.models.len(), 1);
         let bad = Config::default().with_env(|n| (n == "NETSEC_SPLIT_SEED").then(|| "x".into()));
         assert!(bad.unwrap_err().to_string().contains("seed"));
     }

@@ -7,7 +7,8 @@ use std::io::Write;
 use rayon::prelude::*;
 
 /// Rows of features (row-major, `f32::NAN` = missing) with their labels as the source wrote
-/// them (for example -1 and 1). f32 keeps a million rows of 30 features at 120 MB.
+/// them (for example -1 and 1), or no labels at all for rows to score. f32 keeps a million
+/// rows of 30 features at 120 MB.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub features: Vec<String>,
@@ -22,7 +23,12 @@ impl Dataset {
     }
 
     pub fn n_rows(&self) -> usize {
-        self.labels.len()
+        self.x.len() / self.n_features().max(1)
+    }
+
+    /// Whether the rows carry labels (every row does, or none).
+    pub fn is_labelled(&self) -> bool {
+        !self.labels.is_empty()
     }
 
     pub fn n_features(&self) -> usize {
@@ -80,37 +86,68 @@ impl Dataset {
         self.row_keys(true).into_iter().filter(|key| !seen.insert(*key)).count()
     }
 
-    /// Groups of identical feature vectors: the group id of every row, in first-seen order.
+    /// Groups of identical feature vectors: the group id of every row, in first-seen order,
+    /// and the number of groups.
     pub fn feature_groups(&self) -> (Vec<usize>, usize) {
-        let mut ids = RowMap::with_capacity_and_hasher(self.n_rows(), Default::default());
-        let groups = self
-            .row_keys(false)
-            .into_iter()
-            .map(|key| {
-                let next = ids.len();
-                *ids.entry(key).or_insert(next)
-            })
-            .collect();
-        (groups, ids.len())
+        group_ids(self.row_keys(false))
     }
 
     /// Writes the table as CSV: a header, integer codes as integers, missing cells empty.
     pub fn write_csv(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let header: Vec<&str> = self.features.iter().map(String::as_str).chain([self.target.as_str()]).collect();
+        self.write_csv_with(out, &[], |_, _| Ok(()))
+    }
+
+    /// Writes the table as CSV with `extra` columns after the label, filled by `fill` per row.
+    pub fn write_csv_with(
+        &self,
+        out: &mut dyn Write,
+        extra: &[&str],
+        mut fill: impl FnMut(usize, &mut Vec<u8>) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let target = self.is_labelled().then_some(self.target.as_str());
+        let header: Vec<&str> =
+            self.features.iter().map(String::as_str).chain(target).chain(extra.iter().copied()).collect();
         writeln!(out, "{}", header.join(","))?;
         let mut line = Vec::with_capacity(8 * (self.n_features() + 1));
-        for (i, label) in self.labels.iter().enumerate() {
+        for i in 0..self.n_rows() {
             line.clear();
             for &v in self.row(i) {
                 write_value(&mut line, v);
                 line.push(b',');
             }
-            write!(line, "{label}")?;
+            if let Some(label) = self.labels.get(i) {
+                write!(line, "{label},")?;
+            }
+            fill(i, &mut line)?;
+            if line.last() == Some(&b',') {
+                line.pop();
+            }
             line.push(b'\n');
             out.write_all(&line)?;
         }
         Ok(())
     }
+}
+
+/// Groups of identical rows of a row-major matrix (see [`Dataset::feature_groups`]).
+pub fn row_groups(x: &[f32], n_features: usize) -> (Vec<usize>, usize) {
+    let keys = x
+        .par_chunks_exact(n_features)
+        .map(|values| RowKey { hash: row_hash(values, None), values, label: None })
+        .collect();
+    group_ids(keys)
+}
+
+fn group_ids(keys: Vec<RowKey<'_>>) -> (Vec<usize>, usize) {
+    let mut ids = RowMap::with_capacity_and_hasher(keys.len(), Default::default());
+    let groups = keys
+        .into_iter()
+        .map(|key| {
+            let next = ids.len();
+            *ids.entry(key).or_insert(next)
+        })
+        .collect();
+    (groups, ids.len())
 }
 
 /// Codes are small integers: write the common ones without going through the formatter.

@@ -1,17 +1,54 @@
 //! Runs the stages in order in one process (passing data in memory), or one stage alone on
-//! an existing run (reading the previous stage's artifacts), and summarises what happened.
+//! an existing run (loading what earlier stages wrote), and summarises what happened.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::artifacts::{Run, MANIFEST};
 use crate::config::Config;
 use crate::source;
-use crate::stages::ingest::{self, IngestReport};
-use crate::stages::transform::{self, TransformReport};
+use crate::stages::evaluate::{self, Decision};
+use crate::stages::ingest::{self, IngestReport, Ingested};
+use crate::stages::push::{self, PushResult};
+use crate::stages::train::{self, TrainReport, Trained};
+use crate::stages::transform::{self, TransformReport, Transformed};
 use crate::stages::validate::{self, ValidationReport};
 use crate::stages::Settings;
+use crate::store;
+
+/// The stages, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Ingest,
+    Validate,
+    Transform,
+    Train,
+    Evaluate,
+    Push,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] =
+        [Stage::Ingest, Stage::Validate, Stage::Transform, Stage::Train, Stage::Evaluate, Stage::Push];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Validate => "validate",
+            Stage::Transform => "transform",
+            Stage::Train => "train",
+            Stage::Evaluate => "evaluate",
+            Stage::Push => "push",
+        }
+    }
+
+    fn previous(self) -> Option<Stage> {
+        let i = Stage::ALL.iter().position(|&s| s == self).expect("listed");
+        i.checked_sub(1).map(|i| Stage::ALL[i])
+    }
+}
 
 /// What a command did, for the terminal (text) or for machines (JSON).
 #[derive(Debug, Default, Serialize)]
@@ -21,66 +58,145 @@ pub struct Summary {
     pub ingest: Option<IngestReport>,
     pub validation: Option<ValidationReport>,
     pub transform: Option<TransformReport>,
+    pub train: Option<TrainReport>,
+    pub evaluate: Option<Decision>,
+    pub push: Option<PushResult>,
     pub files: usize,
 }
 
-impl Summary {
-    fn of(run: &Run) -> Summary {
-        Summary {
-            run_id: run.id().to_string(),
-            run_dir: run.dir.display().to_string(),
-            files: run.manifest.files.len(),
-            ..Summary::default()
+/// Stage outputs of one run: kept from the stages run in this process, or loaded from the
+/// run folder the first time a later stage asks for them.
+#[derive(Default)]
+struct Outputs {
+    ingested: Option<Ingested>,
+    transformed: Option<Transformed>,
+    trained: Option<Trained>,
+    decision: Option<Decision>,
+}
+
+impl Outputs {
+    fn ingested(&mut self, run: &Run, settings: &Settings) -> anyhow::Result<&Ingested> {
+        if self.ingested.is_none() {
+            self.ingested = Some(ingest::load(run, settings)?);
         }
+        Ok(self.ingested.as_ref().expect("just set"))
+    }
+
+    fn transformed(&mut self, run: &Run) -> anyhow::Result<&Transformed> {
+        if self.transformed.is_none() {
+            self.transformed = Some(transform::load(run)?);
+        }
+        Ok(self.transformed.as_ref().expect("just set"))
+    }
+
+    fn trained(&mut self, run: &Run) -> anyhow::Result<&Trained> {
+        if self.trained.is_none() {
+            self.trained = Some(train::load(run)?);
+        }
+        Ok(self.trained.as_ref().expect("just set"))
+    }
+
+    fn decision(&mut self, run: &Run) -> anyhow::Result<&Decision> {
+        if self.decision.is_none() {
+            self.decision = Some(evaluate::load(run)?);
+        }
+        Ok(self.decision.as_ref().expect("just set"))
     }
 }
 
 /// Every stage, from the configured source into a new run.
 pub fn run_all(config: Config) -> anyhow::Result<Summary> {
+    run_new(config, &Stage::ALL)
+}
+
+/// `stages` (starting with ingest) into a new run. The source is read and checked before the
+/// run folder exists, so bad input leaves no run behind.
+pub fn run_new(config: Config, stages: &[Stage]) -> anyhow::Result<Summary> {
     let settings = Settings::new(config)?;
     let source = source::open(&settings.config.source)?;
-    let loaded = source.load(&settings.schema)?;
+    let loaded = source.load(&settings.schema, source::Labels::Required)?;
     let mut run = Run::create(&settings.config.artifacts, &settings.config)?;
     tracing::info!(run = run.id(), source = source.describe(), "pipeline started");
+    let mut summary = Summary::default();
+    let mut outputs = Outputs::default();
     let ingested = ingest::run(&mut run, &settings, source.as_ref(), loaded)?;
-    let validation = validate::run(&mut run, &settings, &ingested.train, &ingested.test)?;
-    let transformed = transform::run(&mut run, &settings, &ingested.train, &ingested.test)?;
-    Ok(Summary {
-        ingest: Some(ingested.report),
-        validation: Some(validation),
-        transform: Some(transformed.report),
-        ..Summary::of(&run)
-    })
+    summary.ingest = Some(ingested.report.clone());
+    outputs.ingested = Some(ingested);
+    for &stage in stages.iter().filter(|&&s| s != Stage::Ingest) {
+        run_stage(&mut run, &settings, stage, &mut outputs, &mut summary)?;
+    }
+    Ok(summary.finish(&run))
 }
 
-/// The ingest stage into a new run.
-pub fn ingest_only(config: Config) -> anyhow::Result<Summary> {
+/// One stage on an existing run (the newest when `run_id` is None), with the configuration
+/// the run was started with so that its manifest stays true; `store` overrides the store.
+pub fn resume(artifacts: &Path, run_id: Option<&str>, stage: Stage, store: Option<&str>) -> anyhow::Result<Summary> {
+    let mut run = Run::open(artifacts, run_id)?;
+    let mut config = run.manifest.config.clone();
+    if let Some(store) = store {
+        config.train.store = store.to_string();
+    }
     let settings = Settings::new(config)?;
-    let source = source::open(&settings.config.source)?;
-    let loaded = source.load(&settings.schema)?;
-    let mut run = Run::create(&settings.config.artifacts, &settings.config)?;
-    let ingested = ingest::run(&mut run, &settings, source.as_ref(), loaded)?;
-    Ok(Summary { ingest: Some(ingested.report), ..Summary::of(&run) })
+    if let Some(previous) = stage.previous() {
+        run.require_stage(previous.name())?;
+    }
+    let mut summary = Summary::default();
+    run_stage(&mut run, &settings, stage, &mut Outputs::default(), &mut summary)?;
+    Ok(summary.finish(&run))
 }
 
-/// The validate stage on an existing run (the newest when `run_id` is None), with the
-/// configuration that run was started with, so that its manifest stays true.
-pub fn validate_only(artifacts: &std::path::Path, run_id: Option<&str>) -> anyhow::Result<Summary> {
-    let mut run = Run::open(artifacts, run_id)?;
-    let settings = Settings::new(run.manifest.config.clone())?;
-    let ingested = ingest::load(&run, &settings)?;
-    let validation = validate::run(&mut run, &settings, &ingested.train, &ingested.test)?;
-    Ok(Summary { validation: Some(validation), ..Summary::of(&run) })
+fn run_stage(
+    run: &mut Run,
+    settings: &Settings,
+    stage: Stage,
+    outputs: &mut Outputs,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    match stage {
+        Stage::Ingest => anyhow::bail!("ingest starts a new run; it cannot run on an existing one"),
+        Stage::Validate => {
+            let data = outputs.ingested(run, settings)?;
+            let (train, test) = (&data.train, &data.test);
+            summary.validation = Some(validate::run(run, settings, train, test)?);
+        }
+        Stage::Transform => {
+            let data = outputs.ingested(run, settings)?;
+            let (train, test) = (&data.train, &data.test);
+            let transformed = transform::run(run, settings, train, test)?;
+            summary.transform = Some(transformed.report.clone());
+            outputs.transformed = Some(transformed);
+        }
+        Stage::Train => {
+            let trained = train::run(run, settings, outputs.transformed(run)?)?;
+            summary.train = Some(trained.report.clone());
+            outputs.trained = Some(trained);
+        }
+        Stage::Evaluate => {
+            let store = store::open(&settings.config.train.store)?;
+            outputs.trained(run)?;
+            outputs.ingested(run, settings)?;
+            let (model, test) = (&outputs.trained.as_ref().expect("loaded").model, &outputs.ingested.as_ref().expect("loaded").test);
+            let decision = evaluate::run(run, settings, store.as_ref(), model, test)?;
+            summary.evaluate = Some(decision.clone());
+            outputs.decision = Some(decision);
+        }
+        Stage::Push => {
+            let store = store::open(&settings.config.train.store)?;
+            let decision = outputs.decision(run)?.clone();
+            let model = &outputs.trained(run)?.model;
+            summary.push = Some(push::run(run, store.as_ref(), model, &decision)?);
+        }
+    }
+    Ok(())
 }
 
-/// The transform stage on an existing, validated run.
-pub fn transform_only(artifacts: &std::path::Path, run_id: Option<&str>) -> anyhow::Result<Summary> {
-    let mut run = Run::open(artifacts, run_id)?;
-    let settings = Settings::new(run.manifest.config.clone())?;
-    run.require_stage("validate")?;
-    let ingested = ingest::load(&run, &settings)?;
-    let transformed = transform::run(&mut run, &settings, &ingested.train, &ingested.test)?;
-    Ok(Summary { transform: Some(transformed.report), ..Summary::of(&run) })
+impl Summary {
+    fn finish(mut self, run: &Run) -> Summary {
+        self.run_id = run.id().to_string();
+        self.run_dir = run.dir.display().to_string();
+        self.files = run.manifest.files.len();
+        self
+    }
 }
 
 /// The summary as people read it.
@@ -88,20 +204,7 @@ pub fn render(summary: &Summary) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "run         {}  ({})", summary.run_id, summary.run_dir);
     if let Some(r) = &summary.ingest {
-        let _ = writeln!(out, "source      {}", r.source);
-        let _ = writeln!(
-            out,
-            "rows        {} rows x {} features; {} duplicate rows; {} distinct feature vectors; {} missing cells",
-            r.rows, r.features, r.duplicate_rows, r.distinct_feature_vectors, r.missing_cells
-        );
-        if !r.extra_columns.is_empty() {
-            let _ = writeln!(out, "dropped     columns not in the schema: {}", r.extra_columns.join(", "));
-        }
-        let _ = writeln!(
-            out,
-            "split       {}: {} train / {} test; {} test rows also occur in train",
-            r.strategy, r.train_rows, r.test_rows, r.test_rows_in_train
-        );
+        render_ingest(&mut out, r);
     }
     if let Some(v) = &summary.validation {
         render_validation(&mut out, v);
@@ -113,8 +216,38 @@ pub fn render(summary: &Summary) -> String {
             t.imputer_k, t.imputed_train_cells, t.imputed_test_cells
         );
     }
+    if let Some(t) = &summary.train {
+        render_train(&mut out, t);
+    }
+    if let Some(d) = &summary.evaluate {
+        let verdict = if d.accepted { "ACCEPTED" } else { "REJECTED" };
+        let _ = writeln!(out, "evaluate    {verdict}: {}", d.reasons.join("; "));
+    }
+    if let Some(p) = &summary.push {
+        match &p.version {
+            Some(version) => _ = writeln!(out, "push        {version} is now current in {}", p.store),
+            None => _ = writeln!(out, "push        nothing pushed; {} keeps its current model", p.store),
+        }
+    }
     let _ = writeln!(out, "manifest    {}/{MANIFEST} ({} files)", summary.run_dir, summary.files);
     out
+}
+
+fn render_ingest(out: &mut String, r: &IngestReport) {
+    let _ = writeln!(out, "source      {}", r.source);
+    let _ = writeln!(
+        out,
+        "rows        {} rows x {} features; {} duplicate rows; {} distinct feature vectors; {} missing cells",
+        r.rows, r.features, r.duplicate_rows, r.distinct_feature_vectors, r.missing_cells
+    );
+    if !r.extra_columns.is_empty() {
+        let _ = writeln!(out, "dropped     columns not in the schema: {}", r.extra_columns.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "split       {}: {} train / {} test; {} test rows also occur in train",
+        r.strategy, r.train_rows, r.test_rows, r.test_rows_in_train
+    );
 }
 
 fn render_validation(out: &mut String, v: &ValidationReport) {
@@ -138,4 +271,33 @@ fn render_validation(out: &mut String, v: &ValidationReport) {
         v.drift_threshold
     );
     out.push_str(&validate::drift_table(v));
+}
+
+fn render_train(out: &mut String, t: &TrainReport) {
+    let folds = if t.grouped_folds { "grouped " } else { "" };
+    let _ = writeln!(
+        out,
+        "train       {} candidates, {}{}-fold CV on F1, {:.2} s",
+        t.candidates, folds, t.folds, t.search_seconds
+    );
+    let _ = writeln!(out, "{:<22} {:>7} {:>8} {:>8} {:>9} {:>8}  params", "family", "CV F1", "train F1", "test F1", "precision", "recall");
+    for f in &t.families {
+        let marker = if f.family == t.chosen.family { "*" } else { " " };
+        let params: Vec<String> =
+            f.params.iter().filter(|(k, _)| *k != "seed").map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            out,
+            "{marker}{:<21} {:>7.4} {:>8.4} {:>8.4} {:>9.4} {:>8.4}  {}",
+            f.family,
+            f.cv_f1,
+            f.train.f1,
+            f.test.f1,
+            f.test.precision,
+            f.test.recall,
+            params.join(" ")
+        );
+    }
+    for warning in &t.warnings {
+        let _ = writeln!(out, "warning     {warning}");
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{read_file, sha256_hex, Loaded, Source, TableBuilder};
+use super::{read_file, sha256_hex, Labels, Loaded, Source, TableBuilder};
 use crate::dataset::Dataset;
 use crate::error::InputError;
 use crate::schema::Schema;
@@ -17,17 +17,17 @@ impl Source for ArffFile {
         format!("ARFF file {}", self.path.display())
     }
 
-    fn load(&self, schema: &Schema) -> anyhow::Result<Loaded> {
+    fn load(&self, schema: &Schema, labels: Labels) -> anyhow::Result<Loaded> {
         let bytes = read_file(&self.path)?;
         let sha256 = sha256_hex(&bytes);
         let text =
             std::str::from_utf8(&bytes).map_err(|e| InputError::in_file(&self.path, format!("not UTF-8 text: {e}")))?;
-        let (dataset, extra_columns) = parse(schema, &self.path, text)?;
+        let (dataset, extra_columns) = parse(schema, &self.path, text, labels)?;
         Ok(Loaded { dataset, extra_columns, sha256 })
     }
 }
 
-fn parse(schema: &Schema, path: &Path, text: &str) -> Result<(Dataset, Vec<String>), InputError> {
+fn parse(schema: &Schema, path: &Path, text: &str, labels: Labels) -> Result<(Dataset, Vec<String>), InputError> {
     let mut attributes: Vec<String> = Vec::new();
     let mut lines = text.lines().enumerate().map(|(i, l)| (i as u64 + 1, l.trim()));
     let data_line = loop {
@@ -43,7 +43,7 @@ fn parse(schema: &Schema, path: &Path, text: &str) -> Result<(Dataset, Vec<Strin
         }
     };
     let names: Vec<&str> = attributes.iter().map(String::as_str).collect();
-    let mut table = TableBuilder::new(schema, path, &names, data_line)?;
+    let mut table = TableBuilder::new(schema, path, &names, data_line, labels)?;
     for (number, line) in lines {
         if line.is_empty() || line.starts_with('%') {
             continue;
@@ -84,13 +84,13 @@ mod tests {
             target: Column { values: vec![-1, 1], ..column("Result") },
         };
         let text = "@relation phishing\n% comment\n@attribute a { -1,0,1 }\n@attribute 'b' { -1,1 }\n@attribute Result { -1,1 }\n\n@data\n-1,1,1\n0,?,-1\n";
-        let (d, extra) = parse(&schema, Path::new("p.arff"), text).unwrap();
+        let (d, extra) = parse(&schema, Path::new("p.arff"), text, Labels::Required).unwrap();
         assert!(extra.is_empty());
         assert_eq!(d.labels, vec![1, -1]);
         assert_eq!(d.x[..3], [-1.0, 1.0, 0.0]);
         assert!(d.x[3].is_nan());
         let e =
-            parse(&schema, Path::new("p.arff"), "@attribute a x\n@attribute b x\n@attribute Result x\n@data\n1,1\n")
+            parse(&schema, Path::new("p.arff"), "@attribute a x\n@attribute b x\n@attribute Result x\n@data\n1,1\n", Labels::Required)
                 .unwrap_err();
         assert_eq!(e.line, Some(5));
     }

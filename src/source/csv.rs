@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{read_file, sha256_hex, Loaded, Source, TableBuilder};
+use super::{read_file, sha256_hex, Labels, Loaded, Source, TableBuilder};
 use crate::error::InputError;
 use crate::schema::Schema;
 
@@ -15,11 +15,11 @@ impl Source for CsvFile {
         format!("CSV file {}", self.path.display())
     }
 
-    fn load(&self, schema: &Schema) -> anyhow::Result<Loaded> {
+    fn load(&self, schema: &Schema, labels: Labels) -> anyhow::Result<Loaded> {
         let bytes = read_file(&self.path)?;
         let sha256 = sha256_hex(&bytes);
         let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        let (dataset, extra_columns) = parse(schema, &self.path, body)?;
+        let (dataset, extra_columns) = parse(schema, &self.path, body, labels)?;
         Ok(Loaded { dataset, extra_columns, sha256 })
     }
 }
@@ -28,6 +28,7 @@ fn parse(
     schema: &Schema,
     path: &std::path::Path,
     body: &[u8],
+    labels: Labels,
 ) -> Result<(crate::dataset::Dataset, Vec<String>), InputError> {
     let malformed = |e: csv::Error| {
         let line = e.position().map(|p| p.line()).unwrap_or(0);
@@ -44,7 +45,7 @@ fn parse(
         .map(|name| std::str::from_utf8(name).map(str::trim))
         .collect::<Result<_, _>>()
         .map_err(|_| InputError::in_file(path, "the header is not valid UTF-8").line(header_line))?;
-    let mut table = TableBuilder::new(schema, path, &header, header_line)?;
+    let mut table = TableBuilder::new(schema, path, &header, header_line, labels)?;
     while reader.read_byte_record(&mut record).map_err(malformed)? {
         let line = record.position().map_or(0, |p| p.line());
         if record.len() == 1 && record[0].trim_ascii().is_empty() && table.n_columns() > 1 {
@@ -69,7 +70,7 @@ mod tests {
     }
 
     fn load(text: &str) -> Result<(crate::dataset::Dataset, Vec<String>), InputError> {
-        parse(&schema(), std::path::Path::new("t.csv"), text.as_bytes())
+        parse(&schema(), std::path::Path::new("t.csv"), text.as_bytes(), Labels::Required)
     }
 
     #[test]

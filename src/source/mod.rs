@@ -25,10 +25,17 @@ pub struct Loaded {
     pub sha256: String,
 }
 
+/// Whether rows must carry the target column: training needs labels, scoring does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labels {
+    Required,
+    Optional,
+}
+
 pub trait Source {
     /// What the source is, for logs and the run manifest (never with credentials).
     fn describe(&self) -> String;
-    fn load(&self, schema: &Schema) -> anyhow::Result<Loaded>;
+    fn load(&self, schema: &Schema, labels: Labels) -> anyhow::Result<Loaded>;
 }
 
 /// Opens the source a `--source` value names: a `.arff` file, or any other file as CSV.

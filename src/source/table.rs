@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::Dataset;
 use crate::error::InputError;
+use super::Labels;
 use crate::schema::Schema;
 
 /// Where an input column goes.
@@ -26,7 +27,13 @@ pub struct TableBuilder<'s> {
 
 impl<'s> TableBuilder<'s> {
     /// Maps the header's columns, in any order, onto the schema's.
-    pub fn new(schema: &'s Schema, file: &Path, header: &[&str], header_line: u64) -> Result<Self, InputError> {
+    pub fn new(
+        schema: &'s Schema,
+        file: &Path,
+        header: &[&str],
+        header_line: u64,
+        labels: Labels,
+    ) -> Result<Self, InputError> {
         let at = |problem: String| InputError::in_file(file, problem).line(header_line);
         let mut positions: HashMap<&str, usize> = HashMap::new();
         for (i, name) in header.iter().enumerate() {
@@ -37,7 +44,7 @@ impl<'s> TableBuilder<'s> {
         }
         let missing: Vec<&str> =
             schema.columns.iter().map(|c| c.name.as_str()).filter(|name| !positions.contains_key(name)).collect();
-        if !positions.contains_key(schema.target.name.as_str()) {
+        if labels == Labels::Required && !positions.contains_key(schema.target.name.as_str()) {
             return Err(at(format!("the target column `{}` is missing", schema.target.name))
                 .hint("every training row needs its label; the schema is data_schema/schema.yaml"));
         }
@@ -92,7 +99,7 @@ impl<'s> TableBuilder<'s> {
             }
         }
         self.dataset.x.extend_from_slice(&self.row);
-        self.dataset.labels.push(label.expect("the header has a target column"));
+        self.dataset.labels.extend(label);
         Ok(())
     }
 

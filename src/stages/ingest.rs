@@ -9,7 +9,7 @@ use super::Settings;
 use crate::artifacts::{InputRecord, Run};
 use crate::config::SplitStrategy;
 use crate::dataset::Dataset;
-use crate::source::{CsvFile, Loaded, Source};
+use crate::source::{CsvFile, Labels, Loaded, Source};
 use crate::split::split;
 
 pub const FEATURE_STORE: &str = "feature_store/data.csv";
@@ -84,7 +84,7 @@ pub fn load(run: &Run, settings: &Settings) -> anyhow::Result<Ingested> {
     run.require_stage("ingest")?;
     let read = |relative: &str| -> anyhow::Result<Dataset> {
         let file = CsvFile { path: run.path(relative) };
-        Ok(file.load(&settings.schema)?.dataset)
+        Ok(file.load(&settings.schema, Labels::Required)?.dataset)
     };
     let report = serde_json::from_slice(&std::fs::read(run.path(REPORT))?)?;
     Ok(Ingested { train: read(TRAIN)?, test: read(TEST)?, report })

@@ -1,7 +1,10 @@
 //! The pipeline's stages. Each reads the previous stage's output (in memory when the
 //! pipeline runs them together, from the run folder when run alone) and writes its own.
 
+pub mod evaluate;
 pub mod ingest;
+pub mod push;
+pub mod train;
 pub mod transform;
 pub mod validate;
 

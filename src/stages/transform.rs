@@ -69,3 +69,33 @@ fn write_matrix(out: &mut dyn std::io::Write, n_features: usize, x: &[f32], y: &
         row.iter().chain([&f32::from(label)]).for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()))
     })
 }
+
+/// The transform stage's output, read back from the run folder.
+pub fn load(run: &Run) -> anyhow::Result<Transformed> {
+    run.require_stage("transform")?;
+    let (train_x, train_y, n_features) = read_matrix(&run.path(TRAIN))?;
+    let (test_x, test_y, _) = read_matrix(&run.path(TEST))?;
+    Ok(Transformed {
+        n_features,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        preprocessor: Preprocessor::load(&run.path(PREPROCESSOR))?,
+        report: serde_json::from_slice(&std::fs::read(run.path(REPORT))?)?,
+    })
+}
+
+/// Splits a matrix written by `write_matrix` back into features and labels.
+fn read_matrix(path: &std::path::Path) -> anyhow::Result<(Vec<f32>, Vec<u8>, usize)> {
+    let bytes = std::fs::read(path)?;
+    let (rows, cols, values) = npy::read_f32(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    anyhow::ensure!(cols >= 2, "{}: no feature columns", path.display());
+    let mut x = Vec::with_capacity(rows * (cols - 1));
+    let mut y = Vec::with_capacity(rows);
+    for row in values.chunks_exact(cols) {
+        x.extend_from_slice(&row[..cols - 1]);
+        y.push(row[cols - 1] as u8);
+    }
+    Ok((x, y, cols - 1))
+}

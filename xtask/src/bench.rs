@@ -15,11 +15,19 @@ pub enum Suite {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
+    /// The Python original's whole grid search (five families, cv=3, refit) on the shared
+    /// data, beside scikit-learn's on the same split; then prediction speed.
+    Train {
+        /// Print only netsec's figures (scikit-learn's search takes minutes).
+        #[arg(long)]
+        skip_python: bool,
+    },
 }
 
 pub fn run(suite: Suite) -> anyhow::Result<()> {
     match suite {
         Suite::Data { rows } => data(rows),
+        Suite::Train { skip_python } => train(skip_python),
     }
 }
 
@@ -32,7 +40,7 @@ struct Measured {
 /// Runs `command`, measuring its wall time and its own peak RSS (wait4's rusage).
 fn measure(command: &mut Command) -> anyhow::Result<Measured> {
     let started = Instant::now();
-    let child = command.stdout(std::process::Stdio::null()).spawn()?;
+    let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()?;
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
@@ -115,6 +123,100 @@ fn data(rows: usize) -> anyhow::Result<()> {
     println!("(netsec: whole process, median of runs; Python: the original's steps in-process, imports excluded)");
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// The Python original's grids (`GridSearchCV` parameters), as YAML flow mappings, which are
+/// also Python dict literals once `true`/`false` are absent.
+const ORIGINAL_GRIDS: [(&str, &str, &str); 5] = [
+    ("random_forest", "RandomForestClassifier", "{'n_estimators': [8, 16, 32, 128, 256]}"),
+    ("decision_tree", "DecisionTreeClassifier", "{'criterion': ['gini', 'entropy', 'log_loss']}"),
+    (
+        "gradient_boosting",
+        "GradientBoostingClassifier",
+        "{'learning_rate': [0.1, 0.01, 0.05, 0.001], 'subsample': [0.6, 0.7, 0.75, 0.85, 0.9], 'n_estimators': [8, 16, 32, 64, 128, 256]}",
+    ),
+    ("logistic_regression", "LogisticRegression", "{}"),
+    ("ada_boost", "AdaBoostClassifier", "{'learning_rate': [0.1, 0.01, 0.001], 'n_estimators': [8, 16, 32, 64, 128, 256]}"),
+];
+
+/// The original's search of one model on our split: GridSearchCV(cv=3) scored on F1, refit.
+const PYTHON_SEARCH: &str = r#"
+import sys, time, json
+import pandas as pd
+from sklearn.model_selection import GridSearchCV
+from sklearn.metrics import f1_score
+from sklearn.ensemble import RandomForestClassifier, GradientBoostingClassifier, AdaBoostClassifier
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.linear_model import LogisticRegression
+train_csv, test_csv, name, grid = sys.argv[1:5]
+train, test = pd.read_csv(train_csv), pd.read_csv(test_csv)
+X, y = train.drop(columns=["Result"]), (train["Result"] == 1).astype(int)
+Xt, yt = test.drop(columns=["Result"]), (test["Result"] == 1).astype(int)
+t = time.perf_counter()
+search = GridSearchCV(globals()[name](), eval(grid), cv=3, scoring="f1").fit(X, y)
+seconds = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "test_f1": f1_score(yt, search.predict(Xt)), "params": search.best_params_}))
+"#;
+
+fn train(skip_python: bool) -> anyhow::Result<()> {
+    let netsec = release_binary()?;
+    let python = python::ensure()?.python;
+    let work = tempdir("bench-train")?;
+    let shared_csv = shared_dir().join("data/phishing.csv");
+    println!("\ncargo xtask bench train: the original's grids, 3-fold CV on F1, refit; random 80/20 split (seed 42)");
+    println!("{:<22} {:>10} {:>9} {:>12} {:>9} {:>8}", "model", "netsec s", "test F1", "sklearn s", "test F1", "speed-up");
+    let mut totals = (0.0, 0.0);
+    let mut split = None;
+    // Each family alone, then all five in one search (an empty class name marks that row).
+    for (family, class, grid) in ORIGINAL_GRIDS.into_iter().chain([("all five", "", "")]) {
+        let models = if class.is_empty() {
+            "{}".to_string()
+        } else {
+            format!("{{{family}: {}}}", grid.replace('\'', ""))
+        };
+        let mut command = Command::new(&netsec);
+        command.args(["--log-format", "json", "pipeline", "--split", "random", "--source"]).arg(&shared_csv);
+        command.arg("--artifacts").arg(work.join("runs")).arg("--store").arg(work.join(format!("store-{family}")));
+        if !class.is_empty() {
+            command.env("NETSEC_TRAIN_MODELS", &models);
+        }
+        let output = command.output()?;
+        anyhow::ensure!(output.status.success(), "netsec failed: {}", String::from_utf8_lossy(&output.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let run_dir = PathBuf::from(summary["run_dir"].as_str().unwrap_or_default());
+        let seconds = stage_seconds(&run_dir, "train")?;
+        let ours_f1 = summary["train"]["chosen"]["test"]["f1"].as_f64().unwrap_or(f64::NAN);
+        split.get_or_insert((run_dir.join("ingest/train.csv"), run_dir.join("ingest/test.csv")));
+        let (python_seconds, python_f1) = if skip_python || class.is_empty() {
+            (totals.1, f64::NAN)
+        } else {
+            let (train_csv, test_csv) = split.as_ref().expect("set above");
+            let output = Command::new(&python).args(["-c", PYTHON_SEARCH]).arg(train_csv).arg(test_csv).args([class, grid]).output()?;
+            anyhow::ensure!(output.status.success(), "scikit-learn failed: {}", String::from_utf8_lossy(&output.stderr));
+            let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+            (result["seconds"].as_f64().unwrap_or(f64::NAN), result["test_f1"].as_f64().unwrap_or(f64::NAN))
+        };
+        if !class.is_empty() {
+            totals.0 += seconds;
+            totals.1 += if skip_python { 0.0 } else { python_seconds };
+        }
+        let reference = if class.is_empty() { totals.1 } else { python_seconds };
+        println!(
+            "{family:<22} {seconds:>10.3} {ours_f1:>9.4} {reference:>12.2} {python_f1:>9.4} {:>7.0}x",
+            reference / seconds
+        );
+    }
+    println!("(netsec: the train stage of a pipeline run, search + refit of each family's best; \
+              'all five' searches every family at once; targets: all five under 3.5 s, F1 within 0.003)");
+    let _ = std::fs::remove_dir_all(&work);
+    run_command(Command::new("cargo").current_dir(project_root()).args(["bench", "-q", "-p", "netsec", "--bench", "predict"]))
+}
+
+fn stage_seconds(run_dir: &Path, stage: &str) -> anyhow::Result<f64> {
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("manifest.json"))?)?;
+    let stages = manifest["stages"].as_array().cloned().unwrap_or_default();
+    let record = stages.iter().find(|s| s["name"] == stage).ok_or_else(|| anyhow::anyhow!("no {stage} stage"))?;
+    record["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("no seconds"))
 }
 
 fn python_seconds(python: &Path, csv: &Path, work: &Path) -> anyhow::Result<f64> {

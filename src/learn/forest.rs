@@ -1,0 +1,139 @@
+//! Random forest (scikit-learn's `RandomForestClassifier`): fully grown trees on bootstrap
+//! samples, `sqrt(n_features)` features drawn per node; the probability is the mean of the
+//! trees' leaf probabilities.
+
+use rand::RngExt;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::criterion::{Criterion, Task};
+use super::data::Prepared;
+use super::error::Result;
+use super::grow::{grow_tree, GrowParams, TreeRows, Workspace};
+use super::params::{check_estimators, MaxFeatures, Shape};
+use super::predict::{staged_sums, weighted_sum};
+use super::seed::{self, stream};
+use super::tree::Tree;
+
+/// Parameters, with scikit-learn's defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RandomForestParams {
+    pub n_estimators: usize,
+    pub criterion: Criterion,
+    pub max_depth: Option<usize>,
+    pub min_samples_split: usize,
+    pub min_samples_leaf: usize,
+    pub max_features: MaxFeatures,
+    /// Each tree sees a bootstrap sample (as integer sample weights) instead of every row.
+    pub bootstrap: bool,
+    pub seed: u64,
+}
+
+impl Default for RandomForestParams {
+    fn default() -> Self {
+        RandomForestParams {
+            n_estimators: 100,
+            criterion: Criterion::Gini,
+            max_depth: None,
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_features: MaxFeatures::Sqrt,
+            bootstrap: true,
+            seed: 0,
+        }
+    }
+}
+
+/// A fitted random forest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandomForest {
+    n_features: usize,
+    trees: Vec<Tree>,
+}
+
+impl RandomForest {
+    /// Fits the trees in parallel; tree `t` depends only on the seed and `t`.
+    pub fn fit(params: &RandomForestParams, data: &Prepared) -> Result<Self> {
+        check_estimators(params.n_estimators)?;
+        let shape = Shape {
+            max_depth: params.max_depth,
+            min_samples_split: params.min_samples_split,
+            min_samples_leaf: params.min_samples_leaf,
+            max_features: params.max_features,
+        };
+        shape.validate()?;
+        let grow = shape.grow(Task::Classify(params.criterion), data.n_features());
+        let trees = (0..params.n_estimators)
+            .into_par_iter()
+            .map_init(Workspace::default, |ws, t| fit_tree(params, &grow, data, t as u64, ws))
+            .collect();
+        Ok(RandomForest { n_features: data.n_features(), trees })
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    pub fn trees(&self) -> &[Tree] {
+        &self.trees
+    }
+
+    /// Number of trees.
+    pub fn n_estimators(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// The forest of the first `n` trees: what fitting with `n_estimators = n` gives.
+    pub fn truncated(&self, n: usize) -> Self {
+        RandomForest { n_features: self.n_features, trees: self.trees[..n.min(self.trees.len())].to_vec() }
+    }
+
+    /// Probability of class 1: the mean of the trees' probabilities.
+    pub fn predict_proba(&self, rows: &[f32]) -> Vec<f64> {
+        let k = self.trees.len() as f64;
+        let weights = vec![1.0 / k; self.trees.len()];
+        weighted_sum(&self.trees, &weights, rows, self.n_features)
+    }
+
+    /// Class of each row (ties go to class 0).
+    pub fn predict(&self, rows: &[f32]) -> Vec<u8> {
+        self.predict_proba(rows).into_iter().map(|p| u8::from(p > 0.5)).collect()
+    }
+
+    /// Probabilities of the forests of the first `stages[i]` trees.
+    pub fn staged_predict_proba(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
+        let ones = vec![1.0; self.trees.len()];
+        let sums = staged_sums(&self.trees, &ones, rows, self.n_features, stages);
+        sums.into_iter()
+            .zip(stages)
+            .map(|(s, &k)| {
+                let k = k.clamp(1, self.trees.len()) as f64;
+                s.into_iter().map(|v| v / k).collect()
+            })
+            .collect()
+    }
+}
+
+fn fit_tree(params: &RandomForestParams, grow: &GrowParams, data: &Prepared, t: u64, ws: &mut Workspace) -> Tree {
+    let draws = if params.bootstrap {
+        bootstrap(data, &mut seed::rng(params.seed, stream::BOOTSTRAP, t))
+    } else {
+        data.counts().iter().map(|&c| f64::from(c)).collect()
+    };
+    let weights: Vec<f64> = draws.iter().zip(data.unit_weights()).map(|(d, w)| d * w).collect();
+    let counts = (!data.unit_weighted()).then_some(draws.as_slice());
+    let rows = TreeRows::classes(data.labels(), &weights, counts);
+    grow_tree(grow, data, rows, None, &mut seed::rng(params.seed, stream::TREE, t), ws).tree
+}
+
+/// How often each merged row is drawn when drawing as many original rows as there are, with
+/// replacement.
+fn bootstrap(data: &Prepared, rng: &mut seed::Rng) -> Vec<f64> {
+    let n = data.n_rows();
+    let mut draws = vec![0.0; data.n_unique()];
+    for _ in 0..n {
+        draws[data.origin()[rng.random_range(0..n)] as usize] += 1.0;
+    }
+    draws
+}

@@ -1,0 +1,33 @@
+//! Seed derivation: every random stream (a forest's tree, a boosting stage) gets its own
+//! seed computed from the model seed and its index, never from thread scheduling, so results
+//! do not depend on how rayon spreads the work.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// The generator used everywhere in the engine.
+pub type Rng = ChaCha8Rng;
+
+/// splitmix64's finaliser: a bijective mix so nearby inputs give unrelated outputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The seed of stream `index` of purpose `stream` under `seed`.
+pub fn derive(seed: u64, stream: u64, index: u64) -> u64 {
+    mix(mix(mix(seed) ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15)) ^ index)
+}
+
+/// A generator for stream `index` of purpose `stream` under `seed`.
+pub fn rng(seed: u64, stream: u64, index: u64) -> Rng {
+    Rng::seed_from_u64(derive(seed, stream, index))
+}
+
+/// Stream tags, so that two uses of the same index never share a stream.
+pub mod stream {
+    pub const TREE: u64 = 1;
+    pub const BOOTSTRAP: u64 = 2;
+    pub const SUBSAMPLE: u64 = 3;
+}
