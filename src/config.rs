@@ -125,7 +125,7 @@ pub struct TrainConfig {
     pub overfit_threshold: f64,
     /// Fail instead of warning on overfitting.
     pub fail_on_overfit: bool,
-    /// Accept a new model only if its test F1 beats the current model's by at least this.
+    /// Accept a new model only if its test F1 beats the current model's by more than this.
     pub min_improvement: f64,
     /// The model store: a folder (default `models`).
     pub store: String,

@@ -347,9 +347,11 @@ impl KnnImputer {
             let mut shared = [0.0f64; DISTANCE_LANES];
             for &(offset, x) in present.iter() {
                 let base = offset + first;
+                let column: &[f32; DISTANCE_LANES] =
+                    values[base..base + DISTANCE_LANES].try_into().expect("a whole group");
                 let mut lane = 0;
                 while lane < DISTANCE_LANES {
-                    let diff = x - f64::from(values[base + lane]);
+                    let diff = x - f64::from(column[lane]);
                     let sq = diff * diff;
                     // NaN exactly when the fit value is missing; otherwise >= 0.
                     let both = sq >= 0.0;
@@ -731,6 +733,7 @@ mod tests {
     }
 
     /// numpy's `dumb_select_` loop, literally.
+    #[allow(clippy::needless_range_loop)] // a transcription of numpy's C loop
     fn dumb_select_reference(v: &mut [f64], t: &mut [u32], kth: usize) {
         for i in 0..=kth {
             let mut minidx = i;

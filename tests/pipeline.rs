@@ -3,15 +3,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::{netsec, netsec_command};
 use serde_json::Value;
-
-fn netsec(dir: &Path, args: &[&str]) -> std::process::Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_netsec")).current_dir(dir).args(args).output().unwrap();
-    assert!(output.status.success(), "netsec {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
 
 fn pipeline_json(dir: &Path, extra: &[&str]) -> Value {
     let source = common::phishing_csv();
@@ -53,6 +47,11 @@ fn the_pipeline_reports_duplicates_and_writes_a_complete_manifest() {
         "transform/train.npy",
         "transform/test.npy",
         "transform/preprocessor.bin",
+        "train/search.json",
+        "train/model.bin",
+        "train/report.json",
+        "evaluate/decision.json",
+        "push/result.json",
     ] {
         let record = &files[expected];
         let bytes = std::fs::read(run.join(expected)).unwrap();
@@ -61,7 +60,7 @@ fn the_pipeline_reports_duplicates_and_writes_a_complete_manifest() {
     }
     let stages: Vec<&str> =
         manifest["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["ingest", "validate", "transform"]);
+    assert_eq!(stages, ["ingest", "validate", "transform", "train", "evaluate", "push"]);
     let input_hash = netsec::artifacts::sha256_file(&common::phishing_csv()).unwrap();
     assert_eq!(manifest["input"]["sha256"], input_hash);
     assert_eq!(manifest["config"]["transform"]["imputer_k"], 3);
@@ -134,7 +133,8 @@ fn assert_close(ours: f64, theirs: f64, what: &str) {
 #[test]
 fn stages_run_alone_give_the_pipelines_files() {
     let dir = tempfile::tempdir().unwrap();
-    let whole = manifest(&run_dir(dir.path(), &pipeline_json(dir.path(), &["--store", "whole-store"])));
+    let whole_run = run_dir(dir.path(), &pipeline_json(dir.path(), &["--store", "whole-store"]));
+    let whole = manifest(&whole_run);
     let source = common::phishing_csv();
     let stagewise = dir.path().join("stagewise");
     let stagewise = stagewise.to_str().unwrap();
@@ -145,10 +145,16 @@ fn stages_run_alone_give_the_pipelines_files() {
     let run = std::fs::read_dir(stagewise).unwrap().next().unwrap().unwrap().path();
     let mut alone = manifest(&run)["files"].as_object().unwrap().clone();
     let mut whole = whole["files"].as_object().unwrap().clone();
-    for varying in ["train/model.bin", "evaluate/decision.json", "push/result.json"] {
+    for varying in ["train/model.bin", "train/report.json", "evaluate/decision.json", "push/result.json"] {
         assert!(alone.remove(varying).is_some() && whole.remove(varying).is_some(), "{varying}");
     }
     assert_eq!(alone, whole);
+    // The train report differs only in its timing.
+    let families = |run: &Path| {
+        let report: Value = serde_json::from_slice(&std::fs::read(run.join("train/report.json")).unwrap()).unwrap();
+        report["families"].clone()
+    };
+    assert_eq!(families(&run), families(&whole_run));
 }
 
 #[test]
@@ -156,7 +162,7 @@ fn transform_refuses_a_run_that_was_not_validated() {
     let dir = tempfile::tempdir().unwrap();
     let source = common::phishing_csv();
     netsec(dir.path(), &["ingest", "--source", source.to_str().unwrap()]);
-    let output = Command::new(env!("CARGO_BIN_EXE_netsec")).current_dir(dir.path()).arg("transform").output().unwrap();
+    let output = netsec_command(dir.path(), &["transform"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("netsec validate"));
 }
@@ -204,10 +210,8 @@ fn drift_warns_or_fails_as_configured() {
         summary["validation"]["drift"].as_array().unwrap().iter().filter(|d| d["drift_status"] == true).count();
     assert!(drifted >= 20, "strong drift in most columns, saw {drifted}");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_netsec"))
-        .current_dir(dir.path())
+    let output = netsec_command(dir.path(), &["pipeline", "--source", "drifted.csv", "--split", "ordered"])
         .env("NETSEC_VALIDATION_FAIL_ON_DRIFT", "true")
-        .args(["pipeline", "--source", "drifted.csv", "--split", "ordered"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

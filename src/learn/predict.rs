@@ -1,6 +1,12 @@
 //! Prediction over many trees: weighted sums of tree outputs, for a batch (in parallel over
 //! blocks of rows), staged (after the first `k` trees for several `k` at once), and for a
-//! single row (walking several trees in lockstep to overlap their memory latency).
+//! single row (walking several trees in turn to overlap their memory latency).
+//!
+//! Large batches are first reduced to their distinct rows: identical rows get identical
+//! outputs, and real batches of this data repeat rows a lot.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use rayon::prelude::*;
 
@@ -28,6 +34,9 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// Batches from this size on are reduced to distinct rows first.
+const DEDUP_MIN_ROWS: usize = 512;
+
 /// `sum_t weights[t] * tree_t(row)` for every row.
 pub fn weighted_sum(trees: &[Tree], weights: &[f64], rows: &[f32], n_features: usize) -> Vec<f64> {
     check_rows(rows, n_features);
@@ -47,6 +56,20 @@ pub fn staged_sums(
     stages: &[usize],
 ) -> Vec<Vec<f64>> {
     check_rows(rows, n_features);
+    let n = rows.len() / n_features;
+    if n >= DEDUP_MIN_ROWS {
+        let (distinct, index) = distinct_rows(rows, n_features);
+        // Worth it only when a tenth of the rows or more are repeats.
+        if distinct.len() / n_features * 10 <= n * 9 {
+            let sums = walk_all(trees, weights, &distinct, n_features, stages);
+            return sums.iter().map(|s| index.iter().map(|&i| s[i as usize]).collect()).collect();
+        }
+    }
+    walk_all(trees, weights, rows, n_features, stages)
+}
+
+/// The staged sums of every row, in parallel over blocks of rows.
+fn walk_all(trees: &[Tree], weights: &[f64], rows: &[f32], n_features: usize, stages: &[usize]) -> Vec<Vec<f64>> {
     let n = rows.len() / n_features;
     let chunk = |rows: &[f32]| chunk_stages(trees, weights, rows, n_features, stages);
     let parts: Vec<Vec<Vec<f64>>> = if n > CHUNK_ROWS {
@@ -80,16 +103,20 @@ fn chunk_stages(
     out
 }
 
-/// The weighted sum for one row, walking `TREE_GROUP` trees in lockstep.
+/// The weighted sum for one row, walking `TREE_GROUP` trees in turn until none moves.
 pub fn row_sum(trees: &[Tree], weights: &[f64], row: &[f32]) -> f64 {
     let mut sum = 0.0;
     for (group, ws) in trees.chunks(TREE_GROUP).zip(weights.chunks(TREE_GROUP)) {
         let mut idx = [0u32; TREE_GROUP];
-        let depth = group.iter().map(Tree::depth).max().unwrap_or(0);
-        for _ in 0..depth {
+        loop {
+            let mut moved = false;
             for (i, tree) in idx.iter_mut().zip(group) {
-                let node = &tree.nodes()[*i as usize];
-                *i = node.children[usize::from(row[node.feature as usize] > node.threshold)];
+                let next = tree.nodes()[*i as usize].next(row);
+                moved |= next != *i;
+                *i = next;
+            }
+            if !moved {
+                break;
             }
         }
         for ((i, tree), w) in idx.iter().zip(group).zip(ws) {
@@ -97,6 +124,66 @@ pub fn row_sum(trees: &[Tree], weights: &[f64], row: &[f32]) -> f64 {
         }
     }
     sum
+}
+
+/// The distinct rows of a batch (by bit pattern) and, for each row, its distinct row.
+fn distinct_rows(rows: &[f32], n_features: usize) -> (Vec<f32>, Vec<u32>) {
+    let n = rows.len() / n_features;
+    let mut seen: HashMap<RowKey<'_>, u32, BuildHasherDefault<FxHasher>> =
+        HashMap::with_capacity_and_hasher(n.min(1 << 16), Default::default());
+    let mut distinct = Vec::new();
+    let index = rows
+        .chunks(n_features)
+        .map(|row| {
+            let next = seen.len() as u32;
+            *seen.entry(RowKey(row)).or_insert_with(|| {
+                distinct.extend_from_slice(row);
+                next
+            })
+        })
+        .collect();
+    (distinct, index)
+}
+
+/// A row compared and hashed by the bits of its values.
+struct RowKey<'a>(&'a [f32]);
+
+impl PartialEq for RowKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.iter().zip(other.0).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+impl Eq for RowKey<'_> {}
+
+impl Hash for RowKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for pair in self.0.chunks(2) {
+            let hi = pair.get(1).map_or(0, |v| u64::from(v.to_bits()) << 32);
+            state.write_u64(u64::from(pair[0].to_bits()) | hi);
+        }
+    }
+}
+
+/// The multiply-rotate hash of rustc (FxHash): fast for short keys; not DoS-resistant, which
+/// only costs speed here.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! A fitted tree, stored flat so that prediction is a tight loop over an array of nodes.
 //!
 //! Every node holds a feature, a raw threshold and two child indices; a leaf points to itself
-//! with both children, so that a fixed number of branch-free steps (the tree's depth) takes
-//! any row to its leaf. A row goes left when `!(x > threshold)`, i.e. `x <= threshold` for
-//! numbers (and NaN goes left).
+//! with both children, so that rows can take branch-free steps in groups until none moves.
+//! A row goes left when `!(x > threshold)`, i.e. `x <= threshold` for numbers (and NaN goes
+//! left).
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ impl Node {
 
     /// The child a row takes.
     #[inline(always)]
-    fn next(&self, row: &[f32]) -> u32 {
+    pub fn next(&self, row: &[f32]) -> u32 {
         self.children[usize::from(row[self.feature as usize] > self.threshold)]
     }
 }
@@ -38,8 +38,8 @@ pub struct Tree {
     depth: u32,
 }
 
-/// Rows predicted together in lockstep: independent walks overlap their memory latency.
-const BLOCK: usize = 32;
+/// Rows walked together: independent walks overlap their memory latency.
+const GROUP: usize = 8;
 
 impl Tree {
     pub fn new(nodes: Vec<Node>, values: Vec<f64>, depth: u32) -> Self {
@@ -93,19 +93,37 @@ impl Tree {
     }
 
     /// Adds `scale` times the tree's value to `out[r]` for every row of the row-major block
-    /// `rows` (`n_features` columns).
+    /// `rows` (`n_features` columns). Rows walk in groups, one step each in turn, so their
+    /// memory accesses overlap; a group stops once no row moved (all reached self-looping
+    /// leaves).
     pub fn add_to(&self, rows: &[f32], n_features: usize, scale: f64, out: &mut [f64]) {
-        let mut idx = [0u32; BLOCK];
-        for (block, out) in rows.chunks(BLOCK * n_features).zip(out.chunks_mut(BLOCK)) {
-            let n = out.len();
-            idx[..n].fill(0);
-            for _ in 0..self.depth {
-                for (r, i) in idx[..n].iter_mut().enumerate() {
-                    *i = self.nodes[*i as usize].next(&block[r * n_features..]);
-                }
-            }
-            for (o, &i) in out.iter_mut().zip(&idx[..n]) {
+        let mut group = rows.chunks_exact(GROUP * n_features);
+        let mut outs = out.chunks_exact_mut(GROUP);
+        for (block, out) in (&mut group).zip(&mut outs) {
+            let rows: [&[f32]; GROUP] = std::array::from_fn(|r| &block[r * n_features..(r + 1) * n_features]);
+            let idx = self.walk(rows);
+            for (o, &i) in out.iter_mut().zip(&idx) {
                 *o += scale * self.values[i as usize];
+            }
+        }
+        for (row, o) in group.remainder().chunks(n_features).zip(outs.into_remainder()) {
+            *o += scale * self.predict_row(row);
+        }
+    }
+
+    /// The leaves of a group of rows.
+    #[inline]
+    fn walk<const G: usize>(&self, rows: [&[f32]; G]) -> [u32; G] {
+        let mut idx = [0u32; G];
+        loop {
+            let mut moved = false;
+            for (i, row) in idx.iter_mut().zip(&rows) {
+                let next = self.nodes[*i as usize].next(row);
+                moved |= next != *i;
+                *i = next;
+            }
+            if !moved {
+                return idx;
             }
         }
     }

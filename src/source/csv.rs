@@ -24,6 +24,18 @@ impl Source for CsvFile {
     }
 }
 
+/// Parses CSV held in memory (an upload), with the same rules and messages as a file; `name`
+/// stands for the file in messages. A UTF-8 BOM is skipped.
+pub fn parse_bytes(
+    schema: &Schema,
+    name: &str,
+    bytes: &[u8],
+    labels: Labels,
+) -> Result<(crate::dataset::Dataset, Vec<String>), InputError> {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    parse(schema, std::path::Path::new(name), body, labels)
+}
+
 fn parse(
     schema: &Schema,
     path: &std::path::Path,
@@ -97,5 +109,13 @@ mod tests {
         assert!(load("a,y\n1,1\n").unwrap_err().problem.contains("missing columns: b"));
         assert!(load("a,b,y,a\n").unwrap_err().problem.contains("twice"));
         assert!(load("a,b,y\n").unwrap_err().problem.contains("no data rows"));
+    }
+
+    #[test]
+    fn bytes_parse_like_a_file_under_the_given_name() {
+        let (d, _) = parse_bytes(&schema(), "upload.csv", b"\xEF\xBB\xBFa,b\n1,-1\n", Labels::Optional).unwrap();
+        assert_eq!((d.x.as_slice(), d.is_labelled()), (&[1.0, -1.0][..], false));
+        let e = parse_bytes(&schema(), "upload.csv", b"a,b\n1,5\n", Labels::Optional).unwrap_err();
+        assert_eq!(e.to_string().lines().next(), Some("upload.csv, line 2, column `b`: 5 is not an allowed value"));
     }
 }

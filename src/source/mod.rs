@@ -11,7 +11,7 @@ use crate::dataset::Dataset;
 use crate::error::InputError;
 use crate::schema::Schema;
 
-pub use self::csv::CsvFile;
+pub use self::csv::{parse_bytes as parse_csv_bytes, CsvFile};
 pub use arff::ArffFile;
 pub use table::TableBuilder;
 

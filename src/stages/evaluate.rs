@@ -1,6 +1,7 @@
 //! Evaluate: the gate. The new model is compared with the store's current model on this run's
-//! test rows (each through its own preprocessor), and accepted only if its F1 improves on it
-//! by more than nothing and at least `train.min_improvement`, or if there is no current model.
+//! test rows (each through its own preprocessor), and accepted only if its F1 beats it by more
+//! than `train.min_improvement` (default 0: strictly better), or if there is no current model.
+//! A negative `min_improvement` tolerates a regression of up to that much.
 
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +67,7 @@ fn decide(new_f1: f64, current: Option<(f64, String)>, min_improvement: f64, sto
         };
     };
     let gain = new_f1 - current_f1;
-    let accepted = gain > 0.0 && gain >= min_improvement;
+    let accepted = gain > min_improvement;
     let verdict = if accepted { "improves on" } else { "does not improve enough on" };
     let reason = format!(
         "test F1 {new_f1:.4} {verdict} the current model {version}'s {current_f1:.4} on the same test rows \
@@ -98,6 +99,7 @@ mod tests {
         assert!(decide(0.9, None, 0.0, "s".into()).accepted);
         assert!(decide(0.95, Some((0.94, "v1".into())), 0.0, "s".into()).accepted);
         assert!(decide(0.95, Some((0.94, "v1".into())), 0.005, "s".into()).accepted);
+        assert!(decide(0.93, Some((0.94, "v1".into())), -0.02, "s".into()).accepted, "a tolerated regression");
     }
 
     #[test]

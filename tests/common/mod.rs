@@ -38,3 +38,20 @@ pub fn run_python(script: &str, stdin: &str) -> String {
     assert!(out.status.success(), "Python oracle failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("oracle output is UTF-8")
 }
+
+/// A grid small enough for a debug build; the full grids are exercised by `cargo xtask bench train`.
+pub const SMALL_GRID: &str = "{decision_tree: {criterion: [gini, entropy]}, random_forest: {n_estimators: [4, 8]}}";
+
+/// Runs the netsec binary in `dir` with the small grid; asserts that it succeeds.
+pub fn netsec(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let output = netsec_command(dir, args).output().unwrap();
+    assert!(output.status.success(), "netsec {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// The netsec binary in `dir` with the small grid, to run as the caller likes.
+pub fn netsec_command(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
+    command.current_dir(dir).env("NETSEC_TRAIN_MODELS", SMALL_GRID).args(args);
+    command
+}
