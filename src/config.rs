@@ -225,29 +225,43 @@ fn config_problem(message: &str) -> String {
     message.split(" at line ").next().unwrap_or(message).to_string()
 }
 
-fn override_leaves(node: &mut Value, name: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<(), InputError> {
+fn override_leaves(
+    node: &mut Value,
+    name: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(), InputError> {
+    // A whole section can be replaced too, e.g. NETSEC_TRAIN_MODELS='{ada_boost: {}}'.
+    if let Some(raw) = lookup(name).filter(|_| name != ENV_PREFIX) {
+        *node = parse_env(name, raw, node)?;
+        return Ok(());
+    }
     if let Value::Mapping(map) = node {
-        // A whole section can be replaced too, e.g. NETSEC_TRAIN_MODELS='{ada_boost: {}}'.
-        if let Some(raw) = lookup(name).filter(|_| name != ENV_PREFIX) {
-            *node = serde_yaml::from_str(&raw).map_err(|e| {
-                InputError::new(format!("environment variable {name}=`{raw}` does not parse: {e}"))
-            })?;
-            return Ok(());
-        }
         for (key, child) in map.iter_mut() {
             let key = key.as_str().unwrap_or_default().to_ascii_uppercase();
             override_leaves(child, &format!("{name}_{key}"), lookup)?;
         }
-        return Ok(());
     }
-    let Some(raw) = lookup(name) else { return Ok(()) };
-    *node = match node {
-        // Text settings keep the text as written, even when it looks like a number.
-        Value::String(_) | Value::Null => Value::String(raw),
-        _ => serde_yaml::from_str(&raw)
-            .map_err(|e| InputError::new(format!("environment variable {name}=`{raw}` does not parse: {e}")))?,
-    };
     Ok(())
+}
+
+/// An environment value for a setting that now holds `current`, of the same type.
+fn parse_env(name: &str, raw: String, current: &Value) -> Result<Value, InputError> {
+    // Text settings keep the text as written, even when it looks like a number.
+    if matches!(current, Value::String(_) | Value::Null) {
+        return Ok(Value::String(raw));
+    }
+    let parsed: Value = serde_yaml::from_str(&raw)
+        .map_err(|e| InputError::new(format!("environment variable {name}=`{raw}` does not parse: {e}")))?;
+    if std::mem::discriminant(&parsed) == std::mem::discriminant(current) {
+        return Ok(parsed);
+    }
+    let expected = match current {
+        Value::Bool(_) => "true or false",
+        Value::Number(_) => "a number",
+        Value::Sequence(_) => "a list such as [1, 2]",
+        _ => "a mapping such as {key: value}",
+    };
+    Err(InputError::new(format!("environment variable {name}=`{raw}`: expected {expected}")))
 }
 
 #[cfg(test)]
@@ -293,7 +307,8 @@ mod tests {
         assert!(config.validation.fail_on_drift);
         assert_eq!(config.train.models.len(), 1);
         let bad = Config::default().with_env(|n| (n == "NETSEC_SPLIT_SEED").then(|| "x".into()));
-        assert!(bad.unwrap_err().to_string().contains("seed"));
+        let message = bad.unwrap_err().to_string();
+        assert!(message.contains("NETSEC_SPLIT_SEED") && message.contains("expected a number"), "{message}");
     }
 
     #[test]
