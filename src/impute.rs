@@ -81,13 +81,20 @@ pub enum ImputeError {
 pub struct KnnImputer {
     k: usize,
     n_features: usize,
-    /// The fit matrix, row-major, `None` for a missing value.
-    fit: Vec<Option<f32>>,
+    /// The fit matrix, row-major, NaN for a missing value (stored as `null`).
+    #[serde(serialize_with = "serialize_cells")]
+    fit: Vec<f32>,
     /// Mean of the present values of each column, computed as numpy's masked `mean()` does.
     column_means: Vec<f64>,
-    /// Column-major copy of `fit` and the donor lists (derived, not serialised).
+    /// Column-major copy of `fit` and the donor lists (derived, not serialised), built the
+    /// first time a row needs imputing: data without missing values never pays for it.
     #[serde(skip)]
-    layout: DonorLayout,
+    layout: std::sync::OnceLock<DonorLayout>,
+}
+
+/// The fit matrix as a sequence of optional values, without copying it first.
+fn serialize_cells<S: serde::Serializer>(cells: &[f32], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(cells.iter().map(|v| (!v.is_nan()).then_some(*v)))
 }
 
 /// The serialised form of [`KnnImputer`] (same field names), validated by `TryFrom`.
@@ -103,7 +110,8 @@ impl TryFrom<StoredImputer> for KnnImputer {
     type Error = ImputeError;
 
     fn try_from(stored: StoredImputer) -> Result<Self, ImputeError> {
-        let imputer = KnnImputer::from_matrix(stored.k, stored.n_features, stored.fit)?;
+        let fit = stored.fit.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect();
+        let imputer = KnnImputer::from_matrix(stored.k, stored.n_features, fit)?;
         if stored.column_means.len() != imputer.n_features {
             return Err(ImputeError::Corrupt(format!(
                 "{} column means for {} features",
@@ -117,6 +125,18 @@ impl TryFrom<StoredImputer> for KnnImputer {
         }
         Ok(imputer)
     }
+}
+
+/// numpy: `np.ma.array(col, mask=missing).mean()` is `filled(0).sum() * 1. / count`, the sum a
+/// float64 reduction that starts from 0.0. A column with no present value cannot be imputed.
+fn column_mean(fit: &[f32], n_features: usize, col: usize) -> Result<f64, ImputeError> {
+    let filled: Vec<f64> =
+        fit.chunks_exact(n_features).map(|row| if row[col].is_nan() { 0.0 } else { f64::from(row[col]) }).collect();
+    let present = fit.chunks_exact(n_features).filter(|row| !row[col].is_nan()).count();
+    if present == 0 {
+        return Err(ImputeError::EmptyColumn { column: col });
+    }
+    Ok((0.0 + pairwise_sum(&filled)) * 1.0 / present as f64)
 }
 
 /// Fit data in the layout the distance kernel wants.
@@ -170,12 +190,11 @@ impl KnnImputer {
         if let Some(pos) = x.iter().position(|v| v.is_infinite()) {
             return Err(ImputeError::Infinite { row: pos / n_features, column: pos % n_features });
         }
-        let fit = x.iter().map(|&v| (!v.is_nan()).then_some(v)).collect();
-        Self::from_matrix(k, n_features, fit)
+        Self::from_matrix(k, n_features, x.to_vec())
     }
 
     /// Builds the imputer from its stored parts, validating them.
-    fn from_matrix(k: usize, n_features: usize, fit: Vec<Option<f32>>) -> Result<Self, ImputeError> {
+    fn from_matrix(k: usize, n_features: usize, fit: Vec<f32>) -> Result<Self, ImputeError> {
         if k == 0 {
             return Err(ImputeError::NoNeighbours);
         }
@@ -187,40 +206,33 @@ impl KnnImputer {
         if u32::try_from(n_rows).is_err() {
             return Err(ImputeError::TooManyRows { rows: n_rows });
         }
-        if let Some(pos) = fit.iter().position(|v| v.is_some_and(|v| !v.is_finite())) {
+        if let Some(pos) = fit.iter().position(|v| v.is_infinite()) {
             return Err(ImputeError::Corrupt(format!(
                 "non-finite value at row {}, column {}",
                 pos / n_features,
                 pos % n_features
             )));
         }
+        let column_means = (0..n_features).map(|col| column_mean(&fit, n_features, col)).collect::<Result<_, _>>()?;
+        Ok(KnnImputer { k, n_features, fit, column_means, layout: std::sync::OnceLock::new() })
+    }
 
-        let mut values = vec![f32::NAN; n_rows * n_features];
-        let mut donors = vec![Vec::new(); n_features];
-        for (row, cells) in fit.chunks_exact(n_features).enumerate() {
-            for (col, cell) in cells.iter().enumerate() {
-                if let Some(v) = *cell {
-                    values[col * n_rows + row] = v;
-                    donors[col].push(row as u32);
+    /// The column-major layout and donor lists, built on first use.
+    fn layout(&self) -> &DonorLayout {
+        self.layout.get_or_init(|| {
+            let n_rows = self.fit.len() / self.n_features;
+            let mut values = vec![f32::NAN; self.fit.len()];
+            let mut donors = vec![Vec::new(); self.n_features];
+            for (row, cells) in self.fit.chunks_exact(self.n_features).enumerate() {
+                for (col, &v) in cells.iter().enumerate() {
+                    if !v.is_nan() {
+                        values[col * n_rows + row] = v;
+                        donors[col].push(row as u32);
+                    }
                 }
             }
-        }
-        if let Some(column) = donors.iter().position(Vec::is_empty) {
-            return Err(ImputeError::EmptyColumn { column });
-        }
-        // numpy: `np.ma.array(col, mask=missing).mean()` is `filled(0).sum() * 1. / count`,
-        // the sum a float64 reduction that starts from 0.0.
-        let column_means = (0..n_features)
-            .map(|col| {
-                let filled: Vec<f64> = values[col * n_rows..(col + 1) * n_rows]
-                    .iter()
-                    .map(|&v| if v.is_nan() { 0.0 } else { f64::from(v) })
-                    .collect();
-                (0.0 + pairwise_sum(&filled)) * 1.0 / donors[col].len() as f64
-            })
-            .collect();
-
-        Ok(KnnImputer { k, n_features, fit, column_means, layout: DonorLayout { n_rows, values, donors } })
+            DonorLayout { n_rows, values, donors }
+        })
     }
 
     /// Number of features (columns) the imputer was fitted on.
@@ -262,7 +274,7 @@ impl KnnImputer {
 
     /// Imputes the NaN cells of one row in place (sklearn's `transform` for one receiver).
     fn impute_row(&self, row: &mut [f32], scratch: &mut Scratch) {
-        let layout = &self.layout;
+        let layout = self.layout();
         let n_rows = layout.n_rows;
         self.distances(row, scratch);
         let Scratch { dist, missing, donor_dist, order, terms, .. } = scratch;
@@ -315,7 +327,7 @@ impl KnnImputer {
     /// time (contiguous in the column-major layout), so it vectorises across fit rows with each
     /// row's sum still accumulated column by column.
     fn distances(&self, row: &[f32], scratch: &mut Scratch) {
-        let layout = &self.layout;
+        let layout = self.layout();
         let n_rows = layout.n_rows;
         let Scratch { dist, present, missing, .. } = scratch;
 
@@ -929,6 +941,30 @@ mod tests {
         let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
         value["column_means"][0] = serde_json::json!(123.0);
         assert!(serde_json::from_value::<KnnImputer>(value).is_err());
+    }
+
+    #[test]
+    fn result_does_not_depend_on_thread_count() {
+        let mut state = 99_u64;
+        let x: Vec<f32> = (0..400 * 6)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                match (state >> 59) % 8 {
+                    0 => NAN,
+                    r => (r % 3) as f32 - 1.0,
+                }
+            })
+            .collect();
+        let imp = KnnImputer::fit(&x[..200 * 6], 6, 3).unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let out = pool.install(|| imp.transform(&x).unwrap());
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        let one = run(1);
+        assert!(one.iter().all(|&b| f32::from_bits(b).is_finite()));
+        assert_eq!(one, run(3));
+        assert_eq!(one, run(4));
     }
 
     #[test]

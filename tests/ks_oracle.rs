@@ -18,11 +18,7 @@ struct Case {
 
 impl Case {
     fn new(name: impl Into<String>, a: Vec<f64>, b: Vec<f64>) -> Self {
-        Case {
-            name: name.into(),
-            a,
-            b,
-        }
+        Case { name: name.into(), a, b }
     }
 }
 
@@ -199,11 +195,7 @@ fn check(name: &str, ours: KsResult, scipy: &str) -> Result<String, String> {
         return Err(format!("method differs (scipy {method:?}): {summary}"));
     }
     let diff = (ours.p_value - p_value).abs();
-    let ok = if p_value < 1e-6 {
-        diff <= 1e-12
-    } else {
-        diff <= 1e-6 * p_value
-    };
+    let ok = if p_value < 1e-6 { diff <= 1e-12 } else { diff <= 1e-6 * p_value };
     if ok {
         Ok(summary)
     } else {
@@ -213,10 +205,8 @@ fn check(name: &str, ours: KsResult, scipy: &str) -> Result<String, String> {
 
 #[test]
 fn matches_scipy_ks_2samp() {
-    let mut cases: Vec<Case> = phishing_columns()
-        .into_iter()
-        .map(|(name, a, b)| Case::new(format!("phishing {name}"), a, b))
-        .collect();
+    let mut cases: Vec<Case> =
+        phishing_columns().into_iter().map(|(name, a, b)| Case::new(format!("phishing {name}"), a, b)).collect();
     cases.extend(synthetic_cases());
 
     let input = serde_json::to_string(&cases).expect("serialize cases");
@@ -272,22 +262,13 @@ fn timing() {
         "exact, 30 phishing columns 8844 vs 2211: {:?} per call on average, slowest {slowest:?}",
         total / columns.len() as u32
     );
-    for (label, p_neg) in [
-        ("no drift", 0.30),
-        ("mild drift", 0.31),
-        ("drift", 0.33),
-        ("strong drift", 0.45),
-    ] {
+    for (label, p_neg) in [("no drift", 0.30), ("mild drift", 0.31), ("drift", 0.33), ("strong drift", 0.45)] {
         let a = ternary(101, 8844, 0.30, 0.20);
         let b = ternary(102, 2211, p_neg, 0.20);
         let (t, r) = fastest(7, || ks_2samp(&a, &b));
         println!("exact 8844 vs 2211, {label}: {t:?} (D {}, p {:e})", r.statistic, r.p_value);
     }
-    for (label, p_neg) in [
-        ("no drift", 0.30),
-        ("mild drift", 0.31),
-        ("strong drift", 0.45),
-    ] {
+    for (label, p_neg) in [("no drift", 0.30), ("mild drift", 0.31), ("strong drift", 0.45)] {
         let a = ternary(103, 800_000, 0.30, 0.20);
         let b = ternary(104, 200_000, p_neg, 0.20);
         let (t, r) = fastest(5, || ks_2samp(&a, &b));
