@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::SplitMix as SplitMix64;
+
 use netsec::impute::KnnImputer;
 use serde::{Deserialize, Serialize};
 
@@ -87,23 +89,10 @@ fn phishing_features() -> (Vec<f32>, usize) {
     (x, 30)
 }
 
-/// SplitMix64: a fixed, dependency-free stream so the blanked cells never change.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn blank(x: &mut [f32], rate: f64, rng: &mut SplitMix64) {
     for v in x.iter_mut() {
-        if rng.next_f64() < rate {
+        if rng.uniform() < rate {
             *v = f32::NAN;
         }
     }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::SplitMix as Rng;
+
 use netsec::stats::ks::{ks_2samp, KsMethod, KsResult};
 use serde::Serialize;
 
@@ -53,23 +55,6 @@ fn phishing_columns() -> Vec<(String, Vec<f64>, Vec<f64>)> {
         .collect()
 }
 
-/// SplitMix64: a small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// `n` ternary values: -1 with probability `p_neg`, 0 with `p_zero`, else 1.
 fn ternary(seed: u64, n: usize, p_neg: f64, p_zero: f64) -> Vec<f64> {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::SplitMix;
+
 use std::collections::HashMap;
 
 use netsec::train::folds::{self, FoldError};
@@ -80,23 +82,6 @@ fn assert_close(what: &str, ours: f64, theirs: f64) {
     assert!(same || near, "{what}: ours {ours:e}, scikit-learn {theirs:e}");
 }
 
-/// splitmix64: a tiny deterministic generator, so the fixtures need no seeded library.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 struct Case {
     name: String,
@@ -117,15 +102,15 @@ fn threshold(proba: &[f64]) -> Vec<u8> {
 /// small), and `own_decisions` draws predictions that ignore the probabilities.
 fn random_case(name: &str, seed: u64, decimals: Option<i32>, own_decisions: bool) -> Case {
     let mut rng = SplitMix(seed);
-    let y: Vec<u8> = (0..1000).map(|_| u8::from(rng.unit() < 0.45)).collect();
+    let y: Vec<u8> = (0..1000).map(|_| u8::from(rng.uniform() < 0.45)).collect();
     let proba: Vec<f64> = y
         .iter()
         .map(|&t| {
-            let p = (rng.unit() + if t == 1 { 0.35 } else { -0.35 }).clamp(0.0, 1.0);
+            let p = (rng.uniform() + if t == 1 { 0.35 } else { -0.35 }).clamp(0.0, 1.0);
             decimals.map_or(p, |d| (p * 10f64.powi(d)).round() / 10f64.powi(d))
         })
         .collect();
-    let pred = if own_decisions { (0..1000).map(|_| u8::from(rng.unit() < 0.5)).collect() } else { threshold(&proba) };
+    let pred = if own_decisions { (0..1000).map(|_| u8::from(rng.uniform() < 0.5)).collect() } else { threshold(&proba) };
     Case { name: name.to_string(), y, pred, proba }
 }
 
@@ -241,7 +226,7 @@ fn check_folds(cases: &[FoldCase]) {
 fn stratified_k_fold_matches_sklearn() {
     let (y, _) = phishing_labels_and_groups();
     let mut rng = SplitMix(11);
-    let random: Vec<u8> = (0..97).map(|_| u8::from(rng.unit() < 0.3)).collect();
+    let random: Vec<u8> = (0..97).map(|_| u8::from(rng.uniform() < 0.3)).collect();
     let small = [
         ("docstring", vec![0, 0, 1, 1], 2),
         ("first label is 1", vec![1, 1, 1, 0, 0, 0, 1], 3),
@@ -266,8 +251,8 @@ fn unshuffled_stratified_group_k_fold_matches_sklearn() {
     // Sparse, unordered ids: scikit-learn takes the groups in increasing id order.
     let far_groups: Vec<usize> = doc_groups.iter().map(|&g| (9 - g) * 1_000_003).collect();
     let mut rng = SplitMix(12);
-    let random_y: Vec<u8> = (0..300).map(|_| u8::from(rng.unit() < 0.4)).collect();
-    let random_groups: Vec<usize> = (0..300).map(|_| (rng.next() % 60) as usize).collect();
+    let random_y: Vec<u8> = (0..300).map(|_| u8::from(rng.uniform() < 0.4)).collect();
+    let random_groups: Vec<usize> = (0..300).map(|_| (rng.next_u64() % 60) as usize).collect();
     let mut cases: Vec<FoldCase> = [3, 5, 10].iter().map(|&k| fold_case("phishing", &y, Some(&groups), k)).collect();
     cases.extend([
         fold_case("docstring", &doc_y, Some(&doc_groups), 3),

@@ -55,3 +55,21 @@ pub fn netsec_command(dir: &std::path::Path, args: &[&str]) -> Command {
     command.current_dir(dir).env("NETSEC_TRAIN_MODELS", SMALL_GRID).args(args);
     command
 }
+
+/// SplitMix64: a small deterministic generator, so fixtures never change and need no library.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
