@@ -29,13 +29,20 @@ pub struct Cli {
     /// A config file; `./netsec.yaml` is read when present and this is not given.
     #[arg(long, global = true, env = "NETSEC_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The data: a CSV or ARFF file (overrides `source` in the config).
+    /// The data: a CSV or ARFF file, or a MongoDB URI (`mongodb://…`; `mongodb` alone takes it
+    /// from MONGODB_URI or MONGO_DB_URL) (overrides `source` in the config).
     #[arg(long, global = true, value_name = "PATH")]
     pub source: Option<String>,
+    /// The MongoDB database (overrides `mongo.database`; default WASNIK).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub database: Option<String>,
+    /// The MongoDB collection (overrides `mongo.collection`; default NetworkData).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub collection: Option<String>,
     /// Root of the run folders (overrides `artifacts` in the config; default ./artifacts).
     #[arg(long, global = true, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
-    /// The model store: a folder (overrides `train.store`; default ./models).
+    /// The model store: a folder or s3://bucket/prefix (overrides `train.store`; default ./models).
     #[arg(long, global = true, value_name = "LOCATION")]
     pub store: Option<String>,
     #[command(subcommand)]
@@ -86,6 +93,21 @@ pub enum Command {
         /// Where to write the rows with their predictions.
         #[arg(long)]
         output: PathBuf,
+    },
+    /// Load a CSV or ARFF file into a MongoDB collection (--database, --collection), in batches.
+    LoadData {
+        /// The file to load (checked against the schema first).
+        #[arg(long)]
+        input: PathBuf,
+        /// The server (default: MONGODB_URI, then MONGO_DB_URL); never printed with its password.
+        #[arg(long)]
+        uri: Option<String>,
+        /// Documents per insert_many (overrides `mongo.batch_size`).
+        #[arg(long)]
+        batch: Option<u32>,
+        /// Load into a temporary collection and rename it over the old one when complete.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -138,6 +160,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(store) = &cli.store {
         config.train.store = store.clone();
     }
+    config.mongo.database = cli.database.clone().unwrap_or(config.mongo.database);
+    config.mongo.collection = cli.collection.clone().unwrap_or(config.mongo.collection);
     let artifacts = config.artifacts.clone();
     let resume = |stage: Stage, arg: RunArg| {
         with_spinner(stage.name(), || pipeline::resume(&artifacts, arg.run.as_deref(), stage, cli.store.as_deref()))
@@ -157,6 +181,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Models(command) => return models(&config.train.store, command, cli.log_format),
         Command::Predict { input, output } => return predict::run(&config.train.store, &input, &output),
+        Command::LoadData { input, uri, batch, replace } => return load_data(&config, input, uri, batch, replace),
     };
     print_summary(&summary, cli.log_format)
 }
@@ -193,6 +218,37 @@ fn models(location: &str, command: ModelsCommand, format: LogFormat) -> anyhow::
     Ok(())
 }
 
+/// `netsec load-data`: the report goes to stdout, never with the password.
+fn load_data(
+    config: &Config,
+    input: PathBuf,
+    uri: Option<String>,
+    batch: Option<u32>,
+    replace: bool,
+) -> anyhow::Result<()> {
+    let uri = crate::mongo::resolve_uri(uri.as_deref())?;
+    let mut settings = config.mongo.clone();
+    settings.batch_size = batch.unwrap_or(settings.batch_size);
+    if settings.batch_size == 0 {
+        return Err(InputError::new("--batch must be at least 1").into());
+    }
+    let target = crate::mongo::Target::new(uri, &settings);
+    let options = crate::load_data::LoadOptions { input, target, batch_size: settings.batch_size, replace };
+    let report = crate::load_data::run(&options, &schema(config)?)?;
+    if !report.extra_columns.is_empty() {
+        tracing::warn!(columns = ?report.extra_columns, "the file has columns the schema does not; they were not loaded");
+    }
+    println!("{report}");
+    Ok(())
+}
+
+fn schema(config: &Config) -> anyhow::Result<Schema> {
+    Ok(match &config.schema {
+        Some(path) => Schema::load(path)?,
+        None => Schema::embedded(),
+    })
+}
+
 fn with_split(mut config: Config, split: Option<SplitStrategy>) -> Config {
     if let Some(strategy) = split {
         config.split.strategy = strategy;
@@ -215,10 +271,7 @@ fn synthesize(config: &Config, rows: usize, seed: u64, drift: f64, output: &std:
     if rows == 0 {
         return Err(InputError::new("--rows must be at least 1").into());
     }
-    let schema = match &config.schema {
-        Some(path) => Schema::load(path)?,
-        None => Schema::embedded(),
-    };
+    let schema = schema(config)?;
     let data = synth::generate(&schema, SynthOptions { rows, seed, drift, ..SynthOptions::default() });
     write_atomic(output, |w| data.write_csv(w))?;
     eprintln!(

@@ -31,6 +31,7 @@ pub struct Config {
     pub transform: TransformConfig,
     pub validation: ValidationConfig,
     pub train: TrainConfig,
+    pub mongo: MongoConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +91,7 @@ impl Default for Config {
             transform: TransformConfig::default(),
             validation: ValidationConfig::default(),
             train: TrainConfig::default(),
+            mongo: MongoConfig::default(),
         }
     }
 }
@@ -144,6 +146,31 @@ impl Default for TrainConfig {
             min_improvement: 0.0,
             store: "models".into(),
             models: serde_yaml::from_str(DEFAULT_GRIDS).expect("the default grids parse"),
+        }
+    }
+}
+
+/// Where a `mongodb://` source reads and `netsec load-data` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MongoConfig {
+    /// The database (the Python original's `WASNIK`).
+    pub database: String,
+    /// The collection (the Python original's `NetworkData`).
+    pub collection: String,
+    /// Documents per cursor batch when reading, and per insert_many when loading.
+    pub batch_size: u32,
+    /// How long to wait for the server (selection, connection) before giving up.
+    pub timeout_seconds: f64,
+}
+
+impl Default for MongoConfig {
+    fn default() -> Self {
+        MongoConfig {
+            database: "WASNIK".into(),
+            collection: "NetworkData".into(),
+            batch_size: 10_000,
+            timeout_seconds: 10.0,
         }
     }
 }
@@ -215,6 +242,12 @@ impl Config {
         }
         if self.train.models.is_empty() {
             return bad("train.models", "lists no model family to train");
+        }
+        if self.mongo.batch_size == 0 {
+            return bad("mongo.batch_size", "must be at least 1");
+        }
+        if !(self.mongo.timeout_seconds > 0.0 && self.mongo.timeout_seconds <= 3600.0) {
+            return bad("mongo.timeout_seconds", "must be above 0 and at most 3600");
         }
         Ok(())
     }

@@ -113,9 +113,11 @@ pub fn run_all(config: Config) -> anyhow::Result<Summary> {
 /// run folder exists, so bad input leaves no run behind.
 pub fn run_new(config: Config, stages: &[Stage]) -> anyhow::Result<Summary> {
     let settings = Settings::new(config)?;
-    let source = source::open(&settings.config.source)?;
+    let source = source::open_configured(&settings.config)?;
     let loaded = source.load(&settings.schema, source::Labels::Required)?;
-    let mut run = Run::create(&settings.config.artifacts, &settings.config)?;
+    // The manifest records the configuration, and is uploaded with the run: no password.
+    let recorded = Config { source: source::redacted(&settings.config.source), ..settings.config.clone() };
+    let mut run = Run::create(&settings.config.artifacts, &recorded)?;
     tracing::info!(run = run.id(), source = source.describe(), "pipeline started");
     let mut summary = Summary::default();
     let mut outputs = Outputs::default();
@@ -227,6 +229,13 @@ pub fn render(summary: &Summary) -> String {
         match &p.version {
             Some(version) => _ = writeln!(out, "push        {version} is now current in {}", p.store),
             None => _ = writeln!(out, "push        nothing pushed; {} keeps its current model", p.store),
+        }
+        if let Some(a) = &p.artifacts {
+            let _ = writeln!(
+                out,
+                "artifacts   {} files uploaded to {} ({} bytes), {} unchanged",
+                a.uploaded, a.destination, a.bytes_uploaded, a.unchanged
+            );
         }
     }
     let _ = writeln!(out, "manifest    {}/{MANIFEST} ({} files)", summary.run_dir, summary.files);

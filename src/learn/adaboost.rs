@@ -10,7 +10,7 @@ use super::data::Prepared;
 use super::error::{LearnError, Result};
 use super::grow::{grow_tree, GrowParams, Grown, TreeRows, Workspace};
 use super::params::{check_estimators, check_learning_rate, MaxFeatures, Shape};
-use super::predict::{sigmoid, staged_sums, weighted_sum};
+use super::predict::{sigmoid, Ensemble};
 use super::seed::{self, stream};
 use super::tree::Tree;
 
@@ -76,17 +76,17 @@ impl AdaBoost {
     /// The model of the first `n` trees: what fitting with `n_estimators = n` gives.
     pub fn truncated(&self, n: usize) -> Self {
         let n = n.clamp(1, self.trees.len());
-        AdaBoost {
-            n_features: self.n_features,
-            trees: self.trees[..n].to_vec(),
-            weights: self.weights[..n].to_vec(),
-        }
+        AdaBoost { n_features: self.n_features, trees: self.trees[..n].to_vec(), weights: self.weights[..n].to_vec() }
+    }
+
+    fn ensemble(&self) -> Ensemble<'_> {
+        Ensemble { trees: &self.trees, weights: &self.weights, conditions: None, n_features: self.n_features }
     }
 
     /// scikit-learn's decision function: the weighted vote, normalised by the total weight.
     pub fn decision_function(&self, rows: &[f32]) -> Vec<f64> {
         let norm: f64 = self.weights.iter().sum();
-        let mut d = weighted_sum(&self.trees, &self.weights, rows, self.n_features);
+        let mut d = self.ensemble().sums(rows);
         d.iter_mut().for_each(|v| *v /= norm);
         d
     }
@@ -104,7 +104,7 @@ impl AdaBoost {
 
     /// Probabilities after the first `stages[i]` trees.
     pub fn staged_predict_proba(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let sums = staged_sums(&self.trees, &self.weights, rows, self.n_features, stages);
+        let sums = self.ensemble().staged_sums(rows, stages);
         sums.into_iter()
             .zip(stages)
             .map(|(s, &k)| {
@@ -152,11 +152,7 @@ impl<'a> Boosting<'a> {
                 }
                 break;
             }
-            let alpha = if error <= 0.0 {
-                1.0
-            } else {
-                params.learning_rate * ((1.0 - error) / error).ln()
-            };
+            let alpha = if error <= 0.0 { 1.0 } else { params.learning_rate * ((1.0 - error) / error).ln() };
             to_votes(&mut tree);
             trees.push(tree);
             weights.push(alpha);
@@ -178,8 +174,7 @@ impl<'a> Boosting<'a> {
 
     /// Fits one tree on the current weights; also says which merged rows it gets wrong.
     fn fit_stage(&mut self, grow: &GrowParams, seed: u64, t: u64) -> (Tree, Vec<bool>) {
-        let total: Vec<f64> =
-            self.sample_weights.iter().zip(&self.counts).map(|(w, c)| w * c).collect();
+        let total: Vec<f64> = self.sample_weights.iter().zip(&self.counts).map(|(w, c)| w * c).collect();
         let rows = TreeRows::classes(self.data.labels(), &total, Some(&self.counts));
         let grown = grow_tree(grow, self.data, rows, None, &mut seed::rng(seed, stream::TREE, t), &mut self.ws);
         let wrong = self.mistakes(&grown);

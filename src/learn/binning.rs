@@ -32,11 +32,7 @@ impl FeatureBins {
             quantile_cuts(values, max_bins)
         };
         let n = uppers.len();
-        let mut bins = FeatureBins {
-            uppers,
-            mins: vec![f32::INFINITY; n],
-            maxs: vec![f32::NEG_INFINITY; n],
-        };
+        let mut bins = FeatureBins { uppers, mins: vec![f32::INFINITY; n], maxs: vec![f32::NEG_INFINITY; n] };
         for &v in values.iter() {
             let b = bins.bin(v) as usize;
             bins.mins[b] = bins.mins[b].min(v);

@@ -169,8 +169,7 @@ mod tests {
         // Bins: 0 all class 0, 1 empty, 2 all class 1, 3 mixed.
         let bins = [[4.0, 0.0], [0.0, 0.0], [0.0, 3.0], [1.0, 1.0]];
         let total = [5.0, 4.0];
-        let Scan::Best(s) = best_split(Task::Classify(Criterion::Gini), 7, &bins, &total, 1.0)
-        else {
+        let Scan::Best(s) = best_split(Task::Classify(Criterion::Gini), 7, &bins, &total, 1.0) else {
             panic!("a split exists")
         };
         assert_eq!((s.feature, s.bin, s.right_bin), (7, 0, 2));
@@ -190,9 +189,7 @@ mod tests {
     fn friedman_proxy_ranks_like_squared_error() {
         let task = Task::Regress;
         let bins = [[2.0, 2.0], [1.0, -1.0], [3.0, -3.0]];
-        let Scan::Best(s) = best_split(task, 0, &bins, &[6.0, -2.0], 1.0) else {
-            panic!("a split exists")
-        };
+        let Scan::Best(s) = best_split(task, 0, &bins, &[6.0, -2.0], 1.0) else { panic!("a split exists") };
         assert_eq!(s.bin, 0);
         // Pure node: every target equal.
         assert_eq!(task.impurity(&[2.0, 4.0], 8.0), 0.0);

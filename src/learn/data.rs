@@ -11,6 +11,9 @@ use super::binning::{BinMapper, FeatureBins, MAX_BINS};
 use super::error::{LearnError, Result};
 use super::packing::Packing;
 
+/// The most features a row may have (tree nodes store features as u16).
+pub const MAX_FEATURES: usize = u16::MAX as usize;
+
 /// Borrowed training data: row-major features, 0/1 labels, optional sample weights.
 #[derive(Clone, Copy, Debug)]
 pub struct Samples<'a> {
@@ -23,7 +26,7 @@ pub struct Samples<'a> {
 impl<'a> Samples<'a> {
     /// Checks shapes, labels and values: every feature must be finite.
     pub fn new(rows: &'a [f32], n_features: usize, labels: &'a [u8]) -> Result<Self> {
-        if n_features == 0 || rows.len() % n_features != 0 {
+        if n_features == 0 || n_features > MAX_FEATURES || rows.len() % n_features != 0 {
             return Err(LearnError::Shape { len: rows.len(), n_features });
         }
         let n = rows.len() / n_features;
@@ -222,18 +225,14 @@ impl Prepared {
 }
 
 fn row_major_bins(mapper: &BinMapper, rows: &[f32], nf: usize) -> Vec<u8> {
-    rows.chunks(nf)
-        .flat_map(|row| row.iter().enumerate().map(|(f, &v)| mapper.feature(f).bin(v)))
-        .collect()
+    rows.chunks(nf).flat_map(|row| row.iter().enumerate().map(|(f, &v)| mapper.feature(f).bin(v))).collect()
 }
 
 /// Groups of identical original rows (by bins, label and weight) in a deterministic order,
 /// and the group of each original row.
 fn merge(samples: &Samples<'_>, row_bins: &[u8], nf: usize) -> (Vec<Vec<usize>>, Vec<u32>) {
     let n = samples.n_rows();
-    let key = |i: usize| {
-        (&row_bins[i * nf..(i + 1) * nf], samples.labels()[i], samples.weight(i).to_bits())
-    };
+    let key = |i: usize| (&row_bins[i * nf..(i + 1) * nf], samples.labels()[i], samples.weight(i).to_bits());
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| key(a).cmp(&key(b)).then(a.cmp(&b)));
     let mut groups: Vec<Vec<usize>> = Vec::new();

@@ -7,7 +7,7 @@ use thiserror::Error;
 pub enum LearnError {
     #[error("no training rows")]
     Empty,
-    #[error("{len} values is not a whole number of rows of {n_features} features")]
+    #[error("{len} values is not a whole number of rows of {n_features} features (1 to 65535)")]
     Shape { len: usize, n_features: usize },
     #[error("{rows} rows but {labels} labels")]
     Labels { rows: usize, labels: usize },

@@ -2,7 +2,6 @@
 //! samples, `sqrt(n_features)` features drawn per node; the probability is the mean of the
 //! trees' leaf probabilities.
 
-use rand::RngExt;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +10,9 @@ use super::data::Prepared;
 use super::error::Result;
 use super::grow::{grow_tree, GrowParams, TreeRows, Workspace};
 use super::params::{check_estimators, MaxFeatures, Shape};
-use super::predict::{staged_sums, weighted_sum};
+use super::predict::Ensemble;
 use super::seed::{self, stream};
+use super::sweep::Conditions;
 use super::tree::Tree;
 
 /// Parameters, with scikit-learn's defaults.
@@ -50,6 +50,10 @@ impl Default for RandomForestParams {
 pub struct RandomForest {
     n_features: usize,
     trees: Vec<Tree>,
+    /// The trees' conditions, for sweeping batches (None when there are too many).
+    conditions: Option<Conditions>,
+    /// A weight of 1 per tree: the mean is taken after the sum, as scikit-learn does.
+    ones: Vec<f64>,
 }
 
 impl RandomForest {
@@ -64,11 +68,26 @@ impl RandomForest {
         };
         shape.validate()?;
         let grow = shape.grow(Task::Classify(params.criterion), data.n_features());
-        let trees = (0..params.n_estimators)
+        let trees: Vec<Tree> = (0..params.n_estimators)
             .into_par_iter()
             .map_init(Workspace::default, |ws, t| fit_tree(params, &grow, data, t as u64, ws))
             .collect();
-        Ok(RandomForest { n_features: data.n_features(), trees })
+        Ok(Self::from_trees(data.n_features(), trees))
+    }
+
+    fn from_trees(n_features: usize, mut trees: Vec<Tree>) -> Self {
+        let conditions = Conditions::assign(&mut trees);
+        let ones = vec![1.0; trees.len()];
+        RandomForest { n_features, trees, conditions, ones }
+    }
+
+    fn ensemble(&self) -> Ensemble<'_> {
+        Ensemble {
+            trees: &self.trees,
+            weights: &self.ones,
+            conditions: self.conditions.as_ref(),
+            n_features: self.n_features,
+        }
     }
 
     pub fn n_features(&self) -> usize {
@@ -86,14 +105,14 @@ impl RandomForest {
 
     /// The forest of the first `n` trees: what fitting with `n_estimators = n` gives.
     pub fn truncated(&self, n: usize) -> Self {
-        RandomForest { n_features: self.n_features, trees: self.trees[..n.min(self.trees.len())].to_vec() }
+        let n = n.clamp(1, self.trees.len());
+        Self::from_trees(self.n_features, self.trees[..n].to_vec())
     }
 
     /// Probability of class 1: the mean of the trees' probabilities.
     pub fn predict_proba(&self, rows: &[f32]) -> Vec<f64> {
         let k = self.trees.len() as f64;
-        let weights = vec![1.0 / k; self.trees.len()];
-        weighted_sum(&self.trees, &weights, rows, self.n_features)
+        self.ensemble().sums(rows).into_iter().map(|s| s / k).collect()
     }
 
     /// Class of each row (ties go to class 0).
@@ -103,8 +122,7 @@ impl RandomForest {
 
     /// Probabilities of the forests of the first `stages[i]` trees.
     pub fn staged_predict_proba(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let ones = vec![1.0; self.trees.len()];
-        let sums = staged_sums(&self.trees, &ones, rows, self.n_features, stages);
+        let sums = self.ensemble().staged_sums(rows, stages);
         sums.into_iter()
             .zip(stages)
             .map(|(s, &k)| {
@@ -117,7 +135,7 @@ impl RandomForest {
 
 fn fit_tree(params: &RandomForestParams, grow: &GrowParams, data: &Prepared, t: u64, ws: &mut Workspace) -> Tree {
     let draws = if params.bootstrap {
-        bootstrap(data, &mut seed::rng(params.seed, stream::BOOTSTRAP, t))
+        bootstrap(data, &mut seed::Fast::new(params.seed, stream::BOOTSTRAP, t))
     } else {
         data.counts().iter().map(|&c| f64::from(c)).collect()
     };
@@ -129,11 +147,11 @@ fn fit_tree(params: &RandomForestParams, grow: &GrowParams, data: &Prepared, t: 
 
 /// How often each merged row is drawn when drawing as many original rows as there are, with
 /// replacement.
-fn bootstrap(data: &Prepared, rng: &mut seed::Rng) -> Vec<f64> {
+fn bootstrap(data: &Prepared, rng: &mut seed::Fast) -> Vec<f64> {
     let n = data.n_rows();
     let mut draws = vec![0.0; data.n_unique()];
     for _ in 0..n {
-        draws[data.origin()[rng.random_range(0..n)] as usize] += 1.0;
+        draws[data.origin()[rng.below(n)] as usize] += 1.0;
     }
     draws
 }

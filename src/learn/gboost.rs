@@ -5,7 +5,6 @@
 //! to one Newton step `sum(w (y - p)) / sum(w p (1 - p))`, and adds `learning_rate` times the
 //! tree to the raw score of every row.
 
-use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use super::criterion::Task;
@@ -13,7 +12,7 @@ use super::data::Prepared;
 use super::error::{LearnError, Result};
 use super::grow::{grow_tree, GrowParams, Grown, Regression, TreeRows, Workspace};
 use super::params::{check_estimators, check_learning_rate, param, MaxFeatures, Shape};
-use super::predict::{sigmoid, staged_sums, weighted_sum};
+use super::predict::{sigmoid, Ensemble};
 use super::seed::{self, stream};
 use super::tree::Tree;
 
@@ -73,6 +72,8 @@ pub struct GradientBoosting {
     init: f64,
     learning_rate: f64,
     trees: Vec<Tree>,
+    /// The learning rate once per tree.
+    rates: Vec<f64>,
 }
 
 impl GradientBoosting {
@@ -84,15 +85,18 @@ impl GradientBoosting {
         let p = p.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
         let init = (p / (1.0 - p)).ln();
         let mut state = Stages::new(data, init);
-        let trees = (0..params.n_estimators)
-            .map(|t| state.stage(params, &grow, t as u64))
-            .collect();
+        let trees: Vec<Tree> = (0..params.n_estimators).map(|t| state.stage(params, &grow, t as u64)).collect();
         Ok(GradientBoosting {
             n_features: data.n_features(),
             init,
             learning_rate: params.learning_rate,
+            rates: vec![params.learning_rate; trees.len()],
             trees,
         })
+    }
+
+    fn ensemble(&self) -> Ensemble<'_> {
+        Ensemble { trees: &self.trees, weights: &self.rates, conditions: None, n_features: self.n_features }
     }
 
     pub fn n_features(&self) -> usize {
@@ -111,13 +115,13 @@ impl GradientBoosting {
     pub fn truncated(&self, n: usize) -> Self {
         let mut m = self.clone();
         m.trees.truncate(n.max(1));
+        m.rates.truncate(n.max(1));
         m
     }
 
     /// Raw scores (log-odds of class 1).
     pub fn decision_function(&self, rows: &[f32]) -> Vec<f64> {
-        let weights = vec![self.learning_rate; self.trees.len()];
-        let mut raw = weighted_sum(&self.trees, &weights, rows, self.n_features);
+        let mut raw = self.ensemble().sums(rows);
         raw.iter_mut().for_each(|r| *r += self.init);
         raw
     }
@@ -133,8 +137,8 @@ impl GradientBoosting {
 
     /// Probabilities after the first `stages[i]` stages.
     pub fn staged_predict_proba(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let weights = vec![self.learning_rate; self.trees.len()];
-        staged_sums(&self.trees, &weights, rows, self.n_features, stages)
+        self.ensemble()
+            .staged_sums(rows, stages)
             .into_iter()
             .map(|raw| raw.into_iter().map(|r| sigmoid(r + self.init)).collect())
             .collect()
@@ -150,9 +154,7 @@ struct Stages<'a> {
     targets: Vec<f64>,
     hessians: Vec<f64>,
     /// Samples of each merged row in this stage's subsample.
-    draws: Vec<f64>,
-    /// Leaf of each merged row in this stage's tree.
-    leaf: Vec<u32>,
+    draws: Vec<u32>,
     ws: Workspace,
 }
 
@@ -168,15 +170,14 @@ impl<'a> Stages<'a> {
             odds: vec![init.exp(); n],
             targets: vec![0.0; n],
             hessians: vec![0.0; n],
-            draws: data.counts().iter().map(|&c| f64::from(c)).collect(),
-            leaf: vec![0; n],
+            draws: data.counts().to_vec(),
             ws: Workspace::default(),
         }
     }
 
     fn stage(&mut self, params: &GradientBoostingParams, grow: &GrowParams, t: u64) -> Tree {
         if params.subsample < 1.0 {
-            self.draw(params.subsample, &mut seed::rng(params.seed, stream::SUBSAMPLE, t));
+            self.draw(params.subsample, &mut seed::Fast::new(params.seed, stream::SUBSAMPLE, t));
         }
         let rows = self.gradients();
         let regression = Regression { targets: &self.targets, hessians: Some(&self.hessians) };
@@ -187,63 +188,51 @@ impl<'a> Stages<'a> {
     }
 
     /// Negative gradients `y - p` and hessians `p (1 - p)` of the rows in the subsample, and
-    /// the tree's input rows.
+    /// the tree's input rows. Branch-free: whether a row is in the subsample is random, so a
+    /// branch on it would be mispredicted half the time.
     fn gradients(&mut self) -> TreeRows {
         let data = self.data;
-        let unit = data.unit_weighted();
-        let mut input = TreeRows { counts: (!unit).then(Vec::new), ..Default::default() };
-        for u in 0..data.n_unique() {
-            let w = self.draws[u] * data.unit_weights()[u];
-            if w <= 0.0 {
-                continue;
-            }
+        let n = data.n_unique();
+        let (mut rows, mut vals, mut counts) = (vec![0u32; n + 1], vec![[0.0; 2]; n + 1], vec![0.0; n + 1]);
+        let mut k = 0;
+        for u in 0..n {
+            let draws = f64::from(self.draws[u]);
+            let w = draws * data.unit_weights()[u];
             let q = self.odds[u];
             let p = q / (1.0 + q);
             let r = f64::from(data.labels()[u]) - p;
             self.targets[u] = r;
             self.hessians[u] = p * (1.0 - p);
-            input.rows.push(u as u32);
-            input.vals.push([w, w * r]);
-            if let Some(c) = input.counts.as_mut() {
-                c.push(self.draws[u]);
-            }
+            rows[k] = u as u32;
+            vals[k] = [w, w * r];
+            counts[k] = draws;
+            k += usize::from(w > 0.0);
         }
-        input
+        rows.truncate(k);
+        vals.truncate(k);
+        counts.truncate(k);
+        TreeRows { rows, vals, counts: (!data.unit_weighted()).then_some(counts) }
     }
 
     /// Draws `subsample` of the original rows without replacement (selection sampling: each
     /// row in turn with probability wanted / left, so exactly `wanted` rows are drawn) and
-    /// counts them per merged row.
-    fn draw(&mut self, subsample: f64, rng: &mut seed::Rng) {
+    /// counts them per merged row. Branch-free for the same reason as [`Self::gradients`].
+    fn draw(&mut self, subsample: f64, rng: &mut seed::Fast) {
         let n = self.data.n_rows();
         let mut wanted = ((subsample * n as f64) as usize).max(1);
-        self.draws.fill(0.0);
+        self.draws.fill(0);
         for (i, &u) in self.data.origin().iter().enumerate() {
-            if wanted == 0 {
-                break;
-            }
-            if rng.random::<f64>() * ((n - i) as f64) < wanted as f64 {
-                self.draws[u as usize] += 1.0;
-                wanted -= 1;
-            }
+            let take = usize::from(rng.below(n - i) < wanted);
+            self.draws[u as usize] += take as u32;
+            wanted -= take;
         }
     }
 
     /// Adds the tree to every merged row's raw score.
     fn advance(&mut self, grown: &Grown, rate: f64) {
         let factor: Vec<f64> = grown.tree.values().iter().map(|v| (rate * v).exp()).collect();
-        self.leaf.fill(u32::MAX);
-        for &(node, start, end) in &grown.leaves {
-            for &u in &grown.rows[start..end] {
-                self.leaf[u as usize] = node as u32;
-            }
-        }
         for (u, q) in self.odds.iter_mut().enumerate() {
-            let node = match self.leaf[u] {
-                u32::MAX => grown.leaf_of(self.data, u),
-                node => node as usize,
-            };
-            *q = (*q * factor[node]).clamp(ODDS_MIN, ODDS_MAX);
+            *q = (*q * factor[grown.leaf_of(self.data, u)]).clamp(ODDS_MIN, ODDS_MAX);
         }
     }
 }

@@ -82,14 +82,15 @@ pub struct Grown {
 }
 
 impl Grown {
-    /// The leaf a merged row of the training data reaches.
+    /// The leaf a merged row of the training data reaches: a fixed number of branch-free
+    /// steps, leaves looping to themselves.
     pub fn leaf_of(&self, data: &Prepared, row: usize) -> usize {
         let nodes = self.tree.nodes();
         let mut i = 0;
-        while !self.tree.is_leaf(i) {
-            let f = nodes[i].feature as usize;
-            let right = data.column(f)[row] > self.split_bins[i];
-            i = nodes[i].children[usize::from(right)] as usize;
+        for _ in 0..self.tree.depth() {
+            let node = &nodes[i];
+            let right = data.column(usize::from(node.feature))[row] > self.split_bins[i];
+            i = node.children[usize::from(right)] as usize;
         }
         i
     }
@@ -141,19 +142,33 @@ pub fn grow_tree(
     }
 }
 
-/// Features known to be constant in a node (and so in its descendants).
+/// Features known to be constant in a node (and so in its descendants); inline for up to
+/// 128 features, as every node copies its parent's.
 #[derive(Clone)]
-struct FeatureSet(Vec<u64>);
+enum FeatureSet {
+    Small(u128),
+    Large(Vec<u64>),
+}
 
 impl FeatureSet {
     fn new(n: usize) -> Self {
-        FeatureSet(vec![0; n.div_ceil(64)])
+        if n <= 128 {
+            FeatureSet::Small(0)
+        } else {
+            FeatureSet::Large(vec![0; n.div_ceil(64)])
+        }
     }
     fn contains(&self, f: usize) -> bool {
-        self.0[f / 64] >> (f % 64) & 1 == 1
+        match self {
+            FeatureSet::Small(bits) => bits >> f & 1 == 1,
+            FeatureSet::Large(words) => words[f / 64] >> (f % 64) & 1 == 1,
+        }
     }
     fn insert(&mut self, f: usize) {
-        self.0[f / 64] |= 1 << (f % 64);
+        match self {
+            FeatureSet::Small(bits) => *bits |= 1 << f,
+            FeatureSet::Large(words) => words[f / 64] |= 1 << (f % 64),
+        }
     }
 }
 
@@ -187,6 +202,8 @@ struct Builder<'a, 'r, const L: usize> {
     depth: u32,
     /// Feature visiting order, reshuffled per node.
     order: Vec<usize>,
+    /// Scratch list of features to build histograms for.
+    feats: Vec<usize>,
     rng: &'r mut Rng,
     buf: &'r mut Buffers<L>,
 }
@@ -214,6 +231,7 @@ impl<'a, 'r, const L: usize> Builder<'a, 'r, L> {
             leaves: Vec::new(),
             depth: 0,
             order: (0..data.n_features()).collect(),
+            feats: Vec::new(),
             rng,
             buf,
         }
@@ -283,11 +301,8 @@ impl<'a, 'r, const L: usize> Builder<'a, 'r, L> {
             return self.make_leaf(id, &frame);
         }
         let mut hist = frame.hist.take().unwrap_or_else(|| self.buffer());
-        let split = if self.full {
-            self.search_all(&mut frame, &mut hist)
-        } else {
-            self.search_sampled(&mut frame, &mut hist)
-        };
+        let split =
+            if self.full { self.search_all(&mut frame, &mut hist) } else { self.search_sampled(&mut frame, &mut hist) };
         match split {
             None => {
                 self.recycle(Some(hist));
@@ -369,12 +384,16 @@ impl<'a, 'r, const L: usize> Builder<'a, 'r, L> {
                 let j = self.rng.random_range(i..nf);
                 self.order.swap(i, j);
             }
-            let picked: Vec<usize> = self.order[drawn..drawn + batch].to_vec();
+            let picked = drawn..drawn + batch;
             drawn += batch;
-            let mut feats: Vec<usize> = picked.iter().copied().filter(|&f| !frame.constants.contains(f)).collect();
+            let mut feats = std::mem::take(&mut self.feats);
+            feats.clear();
+            feats.extend(self.order[picked.clone()].iter().filter(|&&f| !frame.constants.contains(f)));
             feats.sort_unstable();
             self.fill(frame, &feats, hist);
-            for f in picked {
+            self.feats = feats;
+            for k in picked {
+                let f = self.order[k];
                 if !frame.constants.contains(f) {
                     seen_variable |= self.consider(frame, f, hist, &mut best);
                 }
@@ -406,7 +425,7 @@ impl<'a, 'r, const L: usize> Builder<'a, 'r, L> {
 
     fn split(&mut self, id: usize, frame: Frame<L>, s: Split<L>, hist: Hist<L>, stack: &mut Vec<Frame<L>>) {
         let threshold = self.data.feature_bins(s.feature).threshold(s.bin, s.right_bin);
-        self.nodes[id] = Node { feature: s.feature as u32, threshold, children: [0, 0] };
+        self.nodes[id] = Node { feature: s.feature as u16, cond: 0, threshold, children: [0, 0] };
         self.split_bins[id] = s.bin as u8;
         let mid = partition(
             self.data.column(s.feature),
@@ -464,7 +483,9 @@ impl<'a, 'r, const L: usize> Builder<'a, 'r, L> {
 }
 
 /// Stable partition of a node's rows (and their statistics) by `column[row] <= bin`; returns
-/// the number going left.
+/// the number going left. Branch-free (each row is written to both sides and only its own
+/// side advances): which side a row takes is data, and mispredicted branches cost more than
+/// the extra stores.
 fn partition<const L: usize>(
     column: &[u8],
     bin: u8,
@@ -472,21 +493,22 @@ fn partition<const L: usize>(
     vals: &mut [Entry<L>],
     buf: &mut Buffers<L>,
 ) -> usize {
-    buf.spill_rows.clear();
-    buf.spill_vals.clear();
-    let mut l = 0;
-    for k in 0..rows.len() {
-        let (r, v) = (rows[k], vals[k]);
-        if column[r as usize] <= bin {
-            rows[l] = r;
-            vals[l] = v;
-            l += 1;
-        } else {
-            buf.spill_rows.push(r);
-            buf.spill_vals.push(v);
-        }
+    let n = rows.len();
+    buf.spill_rows.resize(n + 1, 0);
+    buf.spill_vals.resize(n + 1, [0.0; L]);
+    let (spill_rows, spill_vals) = (&mut buf.spill_rows[..=n], &mut buf.spill_vals[..=n]);
+    let (mut l, mut r) = (0, 0);
+    for k in 0..n {
+        let (row, val) = (rows[k], vals[k]);
+        let left = usize::from(column[row as usize] <= bin);
+        rows[l] = row;
+        vals[l] = val;
+        spill_rows[r] = row;
+        spill_vals[r] = val;
+        l += left;
+        r += 1 - left;
     }
-    rows[l..].copy_from_slice(&buf.spill_rows);
-    vals[l..].copy_from_slice(&buf.spill_vals);
+    rows[l..].copy_from_slice(&spill_rows[..r]);
+    vals[l..].copy_from_slice(&spill_vals[..r]);
     l
 }

@@ -57,19 +57,14 @@ pub fn accumulate<const L: usize>(
 ) {
     debug_assert!(feats.windows(2).all(|w| w[0] < w[1]));
     if rows.len() < PACK_MIN_ROWS {
-        let cols: Vec<&[u8]> = feats.iter().map(|&f| data.column(f)).collect();
-        let sizes: Vec<usize> = feats.iter().map(|&f| data.feature_bins(f).len()).collect();
-        let mut outs = pick(hist, feats, &sizes);
-        scatter(&cols, &mut outs, rows, vals);
-        return;
+        let size = |f: usize| data.feature_bins(f).len();
+        return scatter(hist, feats, &|f| data.column(f), &size, rows, vals);
     }
     let packing = data.packing();
     let mut packs: Vec<usize> = feats.iter().map(|&f| packing.place(f).0).collect();
     packs.dedup();
-    let cols: Vec<&[u8]> = packs.iter().map(|&p| packing.codes(p)).collect();
-    let sizes: Vec<usize> = packs.iter().map(|&p| packing.packs()[p].cells).collect();
-    let mut outs = pick(scratch, &packs, &sizes);
-    scatter(&cols, &mut outs, rows, vals);
+    let cells = |p: usize| packing.packs()[p].cells;
+    scatter(scratch, &packs, &|p| packing.codes(p), &cells, rows, vals);
     for &f in feats {
         let (p, k) = packing.place(f);
         let pack = &packing.packs()[p];
@@ -82,43 +77,75 @@ pub fn accumulate<const L: usize>(
     }
 }
 
-/// The histograms `which` (strictly increasing) of `hist`, with their first `sizes` entries
-/// zeroed.
-fn pick<'h, const L: usize>(
-    hist: &'h mut Hist<L>,
+/// Zeroes the first `size(c)` entries of each histogram `which` (strictly increasing) of
+/// `hist`, then adds each row's statistics to the entry of its code in `column(c)`:
+/// `GROUP` columns per pass, in parallel for large work.
+fn scatter<'d, const L: usize>(
+    hist: &mut [FeatureHist<L>],
     which: &[usize],
-    sizes: &[usize],
-) -> Vec<&'h mut FeatureHist<L>> {
-    let mut wanted = which.iter().zip(sizes).peekable();
-    let mut out = Vec::with_capacity(which.len());
-    for (i, h) in hist.iter_mut().enumerate() {
-        if let Some((_, &n)) = wanted.next_if(|(&w, _)| w == i) {
-            h[..n].fill([0.0; L]);
-            out.push(h);
-        }
-    }
-    out
-}
-
-/// Adds each row's statistics to the entry of its code in every column, `GROUP` columns per
-/// pass, in parallel for large work.
-fn scatter<const L: usize>(
-    cols: &[&[u8]],
-    outs: &mut [&mut FeatureHist<L>],
+    column: &(dyn Fn(usize) -> &'d [u8] + Sync),
+    size: &(dyn Fn(usize) -> usize + Sync),
     rows: &[u32],
     vals: &[Entry<L>],
 ) {
-    let work = |(outs, cols): (&mut [&mut FeatureHist<L>], &[&[u8]])| match cols.len() {
-        4 => kernel::<4, L>(cols, outs, rows, vals),
-        3 => kernel::<3, L>(cols, outs, rows, vals),
-        2 => kernel::<2, L>(cols, outs, rows, vals),
-        _ => kernel::<1, L>(cols, outs, rows, vals),
-    };
-    if rows.len() * cols.len() >= PARALLEL_MIN_WORK {
-        outs.par_chunks_mut(GROUP).zip(cols.par_chunks(GROUP)).for_each(work);
-    } else {
-        outs.chunks_mut(GROUP).zip(cols.chunks(GROUP)).for_each(work);
+    if rows.len() * which.len() >= PARALLEL_MIN_WORK {
+        let mut outs: Vec<&mut FeatureHist<L>> = Vec::with_capacity(which.len());
+        let (mut rest, mut base) = (hist, 0);
+        for &c in which {
+            outs.push(take_one(&mut rest, &mut base, c, size(c)));
+        }
+        outs.par_chunks_mut(GROUP).zip(which.par_chunks(GROUP)).for_each(|(outs, cs)| {
+            let cols: Vec<&[u8]> = cs.iter().map(|&c| column(c)).collect();
+            match outs.len() {
+                4 => kernel::<4, L>(&cols, outs.try_into().expect("4 columns"), rows, vals),
+                3 => kernel::<3, L>(&cols, outs.try_into().expect("3 columns"), rows, vals),
+                2 => kernel::<2, L>(&cols, outs.try_into().expect("2 columns"), rows, vals),
+                _ => kernel::<1, L>(&cols, outs.try_into().expect("1 column"), rows, vals),
+            }
+        });
+        return;
     }
+    // The sequential path allocates nothing: deep trees have many small nodes.
+    let (mut rest, mut base) = (hist, 0);
+    for cs in which.chunks(GROUP) {
+        match cs.len() {
+            4 => group::<4, L>(&mut rest, &mut base, cs, column, size, rows, vals),
+            3 => group::<3, L>(&mut rest, &mut base, cs, column, size, rows, vals),
+            2 => group::<2, L>(&mut rest, &mut base, cs, column, size, rows, vals),
+            _ => group::<1, L>(&mut rest, &mut base, cs, column, size, rows, vals),
+        }
+    }
+}
+
+/// One sequential pass over `K` columns, split off the front of `rest`.
+fn group<'d, const K: usize, const L: usize>(
+    rest: &mut &mut [FeatureHist<L>],
+    base: &mut usize,
+    cs: &[usize],
+    column: &(dyn Fn(usize) -> &'d [u8] + Sync),
+    size: &(dyn Fn(usize) -> usize + Sync),
+    rows: &[u32],
+    vals: &[Entry<L>],
+) {
+    let mut outs: [&mut FeatureHist<L>; K] = std::array::from_fn(|j| take_one(rest, base, cs[j], size(cs[j])));
+    let cols: [&[u8]; K] = std::array::from_fn(|j| column(cs[j]));
+    kernel::<K, L>(&cols, &mut outs, rows, vals);
+}
+
+/// Splits histogram `c` (at or after `base`) off the front of `rest`, its first `size`
+/// entries zeroed.
+fn take_one<'h, const L: usize>(
+    rest: &mut &'h mut [FeatureHist<L>],
+    base: &mut usize,
+    c: usize,
+    size: usize,
+) -> &'h mut FeatureHist<L> {
+    let (_, tail) = std::mem::take(rest).split_at_mut(c - *base);
+    let (h, tail) = tail.split_first_mut().expect("a histogram per column");
+    *rest = tail;
+    *base = c + 1;
+    h[..size].fill([0.0; L]);
+    h
 }
 
 /// Turns a parent's histogram into its larger child's by subtracting the smaller child's
@@ -135,12 +162,11 @@ pub fn subtract<const L: usize>(data: &Prepared, feats: &[usize], parent: &mut H
 /// One pass over the rows accumulating `K` columns at once.
 fn kernel<const K: usize, const L: usize>(
     cols: &[&[u8]],
-    outs: &mut [&mut FeatureHist<L>],
+    outs: &mut [&mut FeatureHist<L>; K],
     rows: &[u32],
     vals: &[Entry<L>],
 ) {
     let cols: [&[u8]; K] = std::array::from_fn(|j| cols[j]);
-    let outs: &mut [&mut FeatureHist<L>; K] = outs.try_into().expect("a group of K columns");
     for (&r, v) in rows.iter().zip(vals) {
         let (r, v) = (r as usize, *v);
         for j in 0..K {

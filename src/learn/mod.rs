@@ -35,6 +35,7 @@ pub mod packing;
 pub mod params;
 pub mod predict;
 pub mod seed;
+pub mod sweep;
 pub mod tree;
 
 pub use adaboost::{AdaBoost, AdaBoostParams};

@@ -35,9 +35,7 @@ impl ModelConfig {
         Ok(match self {
             ModelConfig::DecisionTree(p) => Model::DecisionTree(DecisionTree::fit(p, data)?),
             ModelConfig::RandomForest(p) => Model::RandomForest(RandomForest::fit(p, data)?),
-            ModelConfig::GradientBoosting(p) => {
-                Model::GradientBoosting(GradientBoosting::fit(p, data)?)
-            }
+            ModelConfig::GradientBoosting(p) => Model::GradientBoosting(GradientBoosting::fit(p, data)?),
             ModelConfig::AdaBoost(p) => Model::AdaBoost(AdaBoost::fit(p, data)?),
             ModelConfig::LogisticRegression(p) => Model::LogisticRegression(Logistic::fit(p, data)?),
         })

@@ -10,16 +10,20 @@ use serde::{Deserialize, Serialize};
 /// One node of a flat tree.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
-    pub feature: u32,
+    pub feature: u16,
+    /// Index of `(feature, threshold)` in the ensemble's condition table (see
+    /// [`super::sweep`]); 0 when the tree stands alone.
+    pub cond: u16,
     pub threshold: f32,
     /// Left and right child; both equal the node's own index at a leaf.
     pub children: [u32; 2],
 }
 
 impl Node {
-    /// A leaf at index `index`.
+    /// A leaf at index `index` (its threshold is unused: both children are itself; a finite
+    /// one keeps it representable in JSON).
     pub fn leaf(index: usize) -> Self {
-        Node { feature: 0, threshold: f32::INFINITY, children: [index as u32; 2] }
+        Node { feature: 0, cond: 0, threshold: 0.0, children: [index as u32; 2] }
     }
 
     /// The child a row takes.
@@ -53,6 +57,10 @@ impl Tree {
 
     pub fn values(&self) -> &[f64] {
         &self.values
+    }
+
+    pub fn nodes_mut(&mut self) -> &mut [Node] {
+        &mut self.nodes
     }
 
     pub fn values_mut(&mut self) -> &mut [f64] {
@@ -136,8 +144,8 @@ mod tests {
     /// x0 <= 0.5 ? (x1 <= 0.5 ? 0.1 : 0.2) : 0.9
     fn sample() -> Tree {
         let nodes = vec![
-            Node { feature: 0, threshold: 0.5, children: [1, 4] },
-            Node { feature: 1, threshold: 0.5, children: [2, 3] },
+            Node { feature: 0, cond: 0, threshold: 0.5, children: [1, 4] },
+            Node { feature: 1, cond: 0, threshold: 0.5, children: [2, 3] },
             Node::leaf(2),
             Node::leaf(3),
             Node::leaf(4),

@@ -3,16 +3,19 @@
 
 mod arff;
 mod csv;
+mod mongo;
 mod table;
 
 use std::path::{Path, PathBuf};
 
+use crate::config::{Config, MongoConfig};
 use crate::dataset::Dataset;
 use crate::error::InputError;
 use crate::schema::Schema;
 
 pub use self::csv::{parse_bytes as parse_csv_bytes, CsvFile};
 pub use arff::ArffFile;
+pub use mongo::MongoSource;
 pub use table::TableBuilder;
 
 /// A table read from a source, with what was noticed while reading it.
@@ -38,12 +41,25 @@ pub trait Source {
     fn load(&self, schema: &Schema, labels: Labels) -> anyhow::Result<Loaded>;
 }
 
-/// Opens the source a `--source` value names: a `.arff` file, or any other file as CSV.
+/// The `--source` value that means "the MongoDB server whose URI is in the environment"
+/// (MONGODB_URI or MONGO_DB_URL), so that a password need not be on the command line.
+pub const MONGODB_FROM_ENV: &str = "mongodb";
+
+/// Opens the configured source, with the configured MongoDB database and collection.
+pub fn open_configured(config: &Config) -> anyhow::Result<Box<dyn Source>> {
+    open_with(&config.source, &config.mongo)
+}
+
+/// Opens the source a `--source` value names: a `.arff` file, any other file as CSV, or a
+/// MongoDB collection (default database and collection; see [`open_configured`]).
 pub fn open(spec: &str) -> anyhow::Result<Box<dyn Source>> {
-    if spec.starts_with("mongodb://") || spec.starts_with("mongodb+srv://") {
-        return Err(InputError::new("MongoDB sources are not supported by this build yet")
-            .hint("export the collection to CSV and pass its path with --source")
-            .into());
+    open_with(spec, &MongoConfig::default())
+}
+
+fn open_with(spec: &str, mongo: &MongoConfig) -> anyhow::Result<Box<dyn Source>> {
+    if spec == MONGODB_FROM_ENV || crate::mongo::is_uri(spec) {
+        let uri = crate::mongo::resolve_uri((spec != MONGODB_FROM_ENV).then_some(spec))?;
+        return Ok(Box::new(MongoSource::new(uri, mongo)));
     }
     let path = PathBuf::from(spec);
     let is_arff = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("arff"));
@@ -72,6 +88,11 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
             .into());
     }
     Ok(bytes)
+}
+
+/// A `--source` value as it may be recorded and shown: a URI's password is masked.
+pub fn redacted(spec: &str) -> String {
+    crate::mongo::redact(spec)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

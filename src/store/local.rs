@@ -41,7 +41,7 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// A lock older than this is taken to be left over by a writer that died.
 pub const STALE_LOCK: Duration = Duration::from_secs(10 * 60);
 /// How long a writer waits for another one before giving up.
-const LOCK_WAIT: Duration = Duration::from_secs(120);
+pub(super) const LOCK_WAIT: Duration = Duration::from_secs(120);
 const LOCK_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]

@@ -2,11 +2,12 @@
 //! of them is *current* (the one serving loads). Storing a version never changes which one is
 //! current; promoting does, and rollback goes back to the one current before.
 //!
-//! [`ModelStore`] says nothing about where versions live: [`local`] keeps them in a folder, an
-//! S3 implementation comes later. What every implementation shares lives here: version names,
-//! the index and history records, the checks and the rendering.
+//! [`ModelStore`] says nothing about where versions live: [`local`] keeps them in a folder,
+//! [`s3`] in a bucket. What every implementation shares lives here: version names, the index
+//! and history records, the checks and the rendering.
 
 pub mod local;
+pub mod s3;
 
 use std::path::Path;
 
@@ -17,6 +18,9 @@ use crate::error::InputError;
 use crate::model_file::{load_error, ModelFile};
 
 pub use local::LocalStore;
+pub use s3::S3Store;
+
+use crate::sync::SyncReport;
 
 /// A store of model versions. Readers never see a half-stored version or a half-switched
 /// current version; writers exclude each other.
@@ -53,6 +57,12 @@ pub trait ModelStore: Send + Sync {
         Ok(ModelFile::from_bytes(&bytes).map_err(|e| load_error(Path::new(&location), &e))?)
     }
 
+    /// Uploads a run's folder beside the store, where the store keeps runs; None when it
+    /// keeps none (a local store: the run folder is already on this disk).
+    fn upload_run(&self, _run_dir: &Path, _run_id: &str) -> anyhow::Result<Option<SyncReport>> {
+        Ok(None)
+    }
+
     /// What the store records about `version`.
     fn info(&self, version: &str) -> anyhow::Result<VersionInfo> {
         let versions = self.list()?;
@@ -61,17 +71,15 @@ pub trait ModelStore: Send + Sync {
     }
 }
 
-/// Opens the store at `location`: a local folder (created on the first `put`), or later
+/// Opens the store at `location`: a local folder (created on the first `put`), or
 /// `s3://bucket/prefix`.
 pub fn open(location: &str) -> anyhow::Result<Box<dyn ModelStore>> {
     if location.starts_with("s3://") {
-        return Err(InputError::new(format!("`{location}`: S3 stores are not supported by this build yet"))
-            .hint("use a local folder as the model store (train.store), e.g. `models`")
-            .into());
+        return Ok(Box::new(S3Store::open(location)?));
     }
     if location.is_empty() || location.contains("://") {
         return Err(InputError::new(format!("`{location}` is not a model store location"))
-            .hint("give a local folder, e.g. `models`")
+            .hint("give a local folder, e.g. `models`, or s3://bucket/prefix")
             .into());
     }
     Ok(Box::new(LocalStore::open(Path::new(location))?))
@@ -412,9 +420,9 @@ mod tests {
     }
 
     #[test]
-    fn s3_and_other_schemes_are_refused_clearly() {
-        let error = open("s3://bucket/models").err().unwrap();
-        assert!(error.to_string().contains("S3 stores are not supported by this build yet"));
+    fn bad_s3_locations_and_other_schemes_are_refused_clearly() {
+        let error = open("s3://B/models").err().unwrap();
+        assert!(error.to_string().contains("not an S3 location"), "{error}");
         assert_eq!(crate::error::exit_code(&error), 2);
         assert!(open("gs://bucket").err().unwrap().to_string().contains("not a model store location"));
     }

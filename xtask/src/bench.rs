@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::{project_root, python, run_command, shared_dir};
 
+mod mongo;
+
 #[derive(clap::Subcommand)]
 pub enum Suite {
     /// ingest + validate + transform: the shared file and 1,000,000 synthetic rows.
@@ -22,12 +24,19 @@ pub enum Suite {
         #[arg(long)]
         skip_python: bool,
     },
+    /// SYNTHETIC documents loaded into the harness's MongoDB server, read into a feature
+    /// matrix by netsec and by pymongo + pandas (the original's way): documents/s, peak memory.
+    Mongo {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
 }
 
 pub fn run(suite: Suite) -> anyhow::Result<()> {
     match suite {
         Suite::Data { rows } => data(rows),
         Suite::Train { skip_python } => train(skip_python),
+        Suite::Mongo { rows } => mongo::run(rows),
     }
 }
 
@@ -39,8 +48,13 @@ struct Measured {
 
 /// Runs `command`, measuring its wall time and its own peak RSS (wait4's rusage).
 fn measure(command: &mut Command) -> anyhow::Result<Measured> {
+    measure_to(command, std::process::Stdio::null())
+}
+
+/// As [`measure`], with the command's standard output going to `stdout`.
+fn measure_to(command: &mut Command, stdout: std::process::Stdio) -> anyhow::Result<Measured> {
     let started = Instant::now();
-    let child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn()?;
+    let child = command.stdout(stdout).stderr(std::process::Stdio::null()).spawn()?;
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };

@@ -10,6 +10,13 @@ pub struct PythonEnv {
     pub python: PathBuf,
 }
 
+impl PythonEnv {
+    /// A program the environment installed (e.g. a service's launcher).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.python.with_file_name(name)
+    }
+}
+
 /// The environment, created or updated as needed.
 pub fn ensure() -> anyhow::Result<PythonEnv> {
     let root = project_root();

@@ -5,9 +5,11 @@
 //! 127.0.0.1 on a free port and keeps its state in a temporary folder removed at the end.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::python::PythonEnv;
 
 pub struct Service {
     pub name: &'static str,
@@ -18,23 +20,26 @@ pub struct Service {
 }
 
 impl Service {
-    #[allow(dead_code)] // the first service (a later issue) will use it
     pub fn new(name: &'static str, process: Child, state_dir: PathBuf, env: Vec<(String, String)>) -> Service {
         Service { name, env, process: Some(process), state_dir: Some(state_dir) }
     }
 }
 
+/// Stops a process: SIGTERM first so it can flush; the harness does not wait long.
+fn terminate(mut process: Child) {
+    unsafe { libc::kill(process.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && matches!(process.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = process.kill();
+    let _ = process.wait();
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            // SIGTERM first so the service can flush; the harness does not wait long.
-            unsafe { libc::kill(process.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && matches!(process.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = process.kill();
-            let _ = process.wait();
+        if let Some(process) = self.process.take() {
+            terminate(process);
         }
         if let Some(dir) = self.state_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
@@ -44,19 +49,125 @@ impl Drop for Service {
 }
 
 /// The services the test suite needs, started in order; dropped (stopped) in reverse.
-pub fn start_all() -> anyhow::Result<Vec<Service>> {
-    // Later issues add MongoDB (SecantusDB), moto, mlflow, dockerd and a registry here.
-    Ok(Vec::new())
+pub fn start_all(python: &PythonEnv) -> anyhow::Result<Vec<Service>> {
+    // Later issues add mlflow, dockerd and a registry here.
+    Ok(vec![mongodb(python)?, moto(python)?])
+}
+
+/// The user the MongoDB stand-in requires, and a password that needs escaping in a URI (the
+/// tests check that it is never printed).
+const MONGODB_USER: &str = "netsec";
+const MONGODB_PASSWORD: &str = "t3st:p@ss/w0rd";
+
+/// Creates the user while the server still runs without authentication.
+const CREATE_MONGODB_USER: &str = r#"
+import sys, pymongo
+client = pymongo.MongoClient(f"mongodb://127.0.0.1:{sys.argv[1]}/", serverSelectionTimeoutMS=20000)
+client.admin.command("createUser", sys.argv[2], pwd=sys.argv[3], roles=["root"])
+"#;
+
+/// MongoDB: SecantusDB (a MongoDB-wire server on WiredTiger) from the harness's environment,
+/// with authentication on. It provisions users only while authentication is off, so it is
+/// started once to create the user and again with `--auth`.
+/// Exports NETSEC_TEST_MONGODB_URI (with the credentials).
+pub fn mongodb(python: &PythonEnv) -> anyhow::Result<Service> {
+    let (port, dir) = (free_port()?, state_dir("mongodb")?);
+    let start = |auth: bool| -> anyhow::Result<Child> {
+        let mut command = Command::new(python.bin("secantusd-py"));
+        command.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--log-level", "WARNING", "--storage-path"]);
+        command.arg(dir.join("data")).args(auth.then_some("--auth"));
+        spawn_listening("SecantusDB", &mut command, &dir.join("server.log"), port)
+    };
+    let setup = start(false)?;
+    let created = Command::new(&python.python)
+        .args(["-c", CREATE_MONGODB_USER, &port.to_string(), MONGODB_USER, MONGODB_PASSWORD])
+        .status();
+    terminate(setup);
+    anyhow::ensure!(created?.success(), "creating the SecantusDB user failed");
+    let process = start(true)?;
+    let password = MONGODB_PASSWORD.replace(':', "%3A").replace('@', "%40").replace('/', "%2F");
+    let uri = format!("mongodb://{MONGODB_USER}:{password}@127.0.0.1:{port}/?authSource=admin");
+    eprintln!("xtask: started SecantusDB on 127.0.0.1:{port}");
+    Ok(Service::new("SecantusDB", process, dir, vec![("NETSEC_TEST_MONGODB_URI".into(), uri)]))
+}
+
+/// Creates two IAM users (one allowed everything on S3, one nothing), then turns on moto's
+/// request authentication, so that S3 checks signatures and permissions as AWS does.
+const PROVISION_MOTO: &str = r#"
+import sys, json, urllib.request, boto3
+endpoint = sys.argv[1]
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="setup", aws_secret_access_key="setup")
+def user(name, actions):
+    iam.create_user(UserName=name)
+    statement = {"Effect": "Allow", "Action": actions, "Resource": "*"}
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=policy)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return [key["AccessKeyId"], key["SecretAccessKey"]]
+keys = {"allowed": user("netsec-test", ["s3:*"]), "denied": user("netsec-denied", ["iam:GetUser"])}
+urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
+                                              headers={"Content-Type": "text/plain"}))
+print(json.dumps(keys))
+"#;
+
+/// AWS S3: moto's server from the harness's environment, with authentication on.
+/// Exports NETSEC_TEST_S3_ENDPOINT, AWS_REGION, the allowed user's AWS_ACCESS_KEY_ID and
+/// AWS_SECRET_ACCESS_KEY, and the denied user's as NETSEC_TEST_S3_DENIED_ACCESS_KEY_ID and
+/// NETSEC_TEST_S3_DENIED_SECRET_ACCESS_KEY.
+pub fn moto(python: &PythonEnv) -> anyhow::Result<Service> {
+    let (port, dir) = (free_port()?, state_dir("moto")?);
+    let mut command = Command::new(python.bin("moto_server"));
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let process = spawn_listening("moto", &mut command, &dir.join("server.log"), port)?;
+    // From here on, a failure stops the server (the Service's drop).
+    let mut service = Service::new("moto", process, dir, Vec::new());
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let output = Command::new(&python.python).args(["-c", PROVISION_MOTO, &endpoint]).output()?;
+    anyhow::ensure!(output.status.success(), "provisioning moto failed: {}", String::from_utf8_lossy(&output.stderr));
+    let keys: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let key = |user: &str, i: usize| keys[user][i].as_str().unwrap_or_default().to_string();
+    eprintln!("xtask: started moto on 127.0.0.1:{port}");
+    service.env = vec![
+        ("NETSEC_TEST_S3_ENDPOINT".into(), endpoint),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        // Nothing may probe the instance metadata address from this machine.
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ("AWS_ACCESS_KEY_ID".into(), key("allowed", 0)),
+        ("AWS_SECRET_ACCESS_KEY".into(), key("allowed", 1)),
+        ("NETSEC_TEST_S3_DENIED_ACCESS_KEY_ID".into(), key("denied", 0)),
+        ("NETSEC_TEST_S3_DENIED_SECRET_ACCESS_KEY".into(), key("denied", 1)),
+    ];
+    Ok(service)
+}
+
+/// A fresh folder for a service's state and log, removed when the service stops.
+fn state_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("netsec-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Starts `command` with its output going to `log` (read it when a service misbehaves) and
+/// waits until it listens on `port`; stops it if it never does.
+fn spawn_listening(name: &str, command: &mut Command, log: &Path, port: u16) -> anyhow::Result<Child> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+    let process = command.spawn().map_err(|e| anyhow::anyhow!("cannot start {command:?}: {e}"))?;
+    if let Err(error) = wait_for_port(name, port, Duration::from_secs(60)) {
+        terminate(process);
+        anyhow::bail!("{error} (its log: {})", log.display());
+    }
+    Ok(process)
 }
 
 /// A free TCP port on the loopback interface.
-#[allow(dead_code)]
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Waits until something accepts connections on `port`, or fails after `timeout`.
-#[allow(dead_code)]
 pub fn wait_for_port(name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {

@@ -6,7 +6,7 @@ use crate::{project_root, python, run_command, services};
 
 pub fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     let python = python::ensure()?;
-    let services = services::start_all()?;
+    let services = services::start_all(&python)?;
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(project_root()).args(["test", "--workspace"]).args(cargo_args);
     command.env("NETSEC_PYTHON", &python.python);
