@@ -9,9 +9,9 @@ use crate::artifacts::write_atomic;
 use crate::config::{Config, SplitStrategy};
 use crate::error::InputError;
 use crate::pipeline::{self, Stage, Summary};
-use crate::{predict, store};
 use crate::schema::Schema;
 use crate::synth::{self, SynthOptions};
+use crate::{predict, store};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -258,11 +258,7 @@ fn config_problem(message: &str) -> String {
     message.split(" at line ").next().unwrap_or(message).to_string()
 }
 
-fn override_leaves(
-    node: &mut Value,
-    name: &str,
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<(), InputError> {
+fn override_leaves(node: &mut Value, name: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<(), InputError> {
     // A whole section can be replaced too, e.g. NETSEC_TRAIN_MODELS='{ada_boost: {}}'.
     if let Some(raw) = lookup(name).filter(|_| name != ENV_PREFIX) {
         *node = parse_env(name, raw, node)?;

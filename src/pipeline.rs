@@ -177,7 +177,8 @@ fn run_stage(
             let store = store::open(&settings.config.train.store)?;
             outputs.trained(run)?;
             outputs.ingested(run, settings)?;
-            let (model, test) = (&outputs.trained.as_ref().expect("loaded").model, &outputs.ingested.as_ref().expect("loaded").test);
+            let (model, test) =
+                (&outputs.trained.as_ref().expect("loaded").model, &outputs.ingested.as_ref().expect("loaded").test);
             let decision = evaluate::run(run, settings, store.as_ref(), model, test)?;
             summary.evaluate = Some(decision.clone());
             outputs.decision = Some(decision);
@@ -289,7 +290,11 @@ fn render_train(out: &mut String, t: &TrainReport) {
         "train       {} candidates, {}{}-fold CV on F1, {:.2} s",
         t.candidates, folds, t.folds, t.search_seconds
     );
-    let _ = writeln!(out, "{:<22} {:>7} {:>8} {:>8} {:>9} {:>8}  params", "family", "CV F1", "train F1", "test F1", "precision", "recall");
+    let _ = writeln!(
+        out,
+        "{:<22} {:>7} {:>8} {:>8} {:>9} {:>8}  params",
+        "family", "CV F1", "train F1", "test F1", "precision", "recall"
+    );
     for f in &t.families {
         let marker = if f.family == t.chosen.family { "*" } else { " " };
         let params: Vec<String> =

@@ -89,7 +89,6 @@ fn phishing_features() -> (Vec<f32>, usize) {
     (x, 30)
 }
 
-
 fn blank(x: &mut [f32], rate: f64, rng: &mut SplitMix64) {
     for v in x.iter_mut() {
         if rng.uniform() < rate {

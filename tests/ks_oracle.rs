@@ -55,7 +55,6 @@ fn phishing_columns() -> Vec<(String, Vec<f64>, Vec<f64>)> {
         .collect()
 }
 
-
 /// `n` ternary values: -1 with probability `p_neg`, 0 with `p_zero`, else 1.
 fn ternary(seed: u64, n: usize, p_neg: f64, p_zero: f64) -> Vec<f64> {
     let mut rng = Rng(seed);

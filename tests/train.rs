@@ -128,11 +128,8 @@ fn predict_scores_a_csv_with_the_current_model() {
     let dir = tempfile::tempdir().unwrap();
     pipeline(dir.path(), &[]);
     let csv = std::fs::read_to_string(common::phishing_csv()).unwrap();
-    let unlabelled: String = csv
-        .lines()
-        .take(101)
-        .map(|line| line.rsplit_once(',').unwrap().0.to_string() + "\n")
-        .collect();
+    let unlabelled: String =
+        csv.lines().take(101).map(|line| line.rsplit_once(',').unwrap().0.to_string() + "\n").collect();
     std::fs::write(dir.path().join("in.csv"), &unlabelled).unwrap();
     netsec(dir.path(), &["predict", "--input", "in.csv", "--output", "out.csv"]);
     let out = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
@@ -149,7 +146,8 @@ fn predict_scores_a_csv_with_the_current_model() {
     }
 
     std::fs::write(dir.path().join("bad.csv"), unlabelled.replacen("\n-1,", "\nx,", 1)).unwrap();
-    let bad = netsec_command(dir.path(), &["predict", "--input", "bad.csv", "--output", "bad-out.csv"]).output().unwrap();
+    let bad =
+        netsec_command(dir.path(), &["predict", "--input", "bad.csv", "--output", "bad-out.csv"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("line 2") && stderr.contains("`x` is not an integer"), "{stderr}");

@@ -82,7 +82,6 @@ fn assert_close(what: &str, ours: f64, theirs: f64) {
     assert!(same || near, "{what}: ours {ours:e}, scikit-learn {theirs:e}");
 }
 
-
 struct Case {
     name: String,
     y: Vec<u8>,
@@ -110,7 +109,8 @@ fn random_case(name: &str, seed: u64, decimals: Option<i32>, own_decisions: bool
             decimals.map_or(p, |d| (p * 10f64.powi(d)).round() / 10f64.powi(d))
         })
         .collect();
-    let pred = if own_decisions { (0..1000).map(|_| u8::from(rng.uniform() < 0.5)).collect() } else { threshold(&proba) };
+    let pred =
+        if own_decisions { (0..1000).map(|_| u8::from(rng.uniform() < 0.5)).collect() } else { threshold(&proba) };
     Case { name: name.to_string(), y, pred, proba }
 }
 

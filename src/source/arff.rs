@@ -89,9 +89,13 @@ mod tests {
         assert_eq!(d.labels, vec![1, -1]);
         assert_eq!(d.x[..3], [-1.0, 1.0, 0.0]);
         assert!(d.x[3].is_nan());
-        let e =
-            parse(&schema, Path::new("p.arff"), "@attribute a x\n@attribute b x\n@attribute Result x\n@data\n1,1\n", Labels::Required)
-                .unwrap_err();
+        let e = parse(
+            &schema,
+            Path::new("p.arff"),
+            "@attribute a x\n@attribute b x\n@attribute Result x\n@data\n1,1\n",
+            Labels::Required,
+        )
+        .unwrap_err();
         assert_eq!(e.line, Some(5));
     }
 }

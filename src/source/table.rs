@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::Labels;
 use crate::dataset::Dataset;
 use crate::error::InputError;
-use super::Labels;
 use crate::schema::Schema;
 
 /// Where an input column goes.

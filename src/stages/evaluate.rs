@@ -49,7 +49,8 @@ pub fn run(
 /// F1 of a model file's predictions on raw test rows (its own preprocessor applied).
 fn test_f1(model: &ModelFile, test: &Dataset) -> anyhow::Result<f64> {
     let positive = model.schema.target.values[1];
-    let predicted: Vec<u8> = model.predict_dataset(test)?.iter().map(|&(label, _)| u8::from(label == positive)).collect();
+    let predicted: Vec<u8> =
+        model.predict_dataset(test)?.iter().map(|&(label, _)| u8::from(label == positive)).collect();
     let truth: Vec<u8> = test.labels.iter().map(|&l| u8::from(l == positive)).collect();
     Ok(metrics::f1(&truth, &predicted))
 }

@@ -23,7 +23,12 @@ pub struct PushResult {
     pub artifacts: Option<SyncReport>,
 }
 
-pub fn run(run: &mut Run, store: &dyn ModelStore, model: &ModelFile, decision: &Decision) -> anyhow::Result<PushResult> {
+pub fn run(
+    run: &mut Run,
+    store: &dyn ModelStore,
+    model: &ModelFile,
+    decision: &Decision,
+) -> anyhow::Result<PushResult> {
     let started = std::time::Instant::now();
     let version = if decision.accepted {
         let version = store.put(model)?;

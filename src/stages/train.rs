@@ -81,7 +81,8 @@ pub fn run(run: &mut Run, settings: &Settings, data: &Transformed) -> anyhow::Re
         chosen,
         overfit_gap,
     };
-    let model = model_file(run, settings, data, models.into_iter().nth(chosen_index).expect("one per family"), &report)?;
+    let model =
+        model_file(run, settings, data, models.into_iter().nth(chosen_index).expect("one per family"), &report)?;
     let bytes = model.to_bytes();
     let candidates_json = serde_json::to_vec_pretty(&candidates)?;
     let report_json = serde_json::to_vec_pretty(&report)?;
@@ -104,8 +105,7 @@ fn model_file(
 ) -> anyhow::Result<ModelFile> {
     let chosen = &report.chosen;
     let params = Value::Object(chosen.params.clone());
-    let mut file =
-        ModelFile::new(&chosen.family, params, model, data.preprocessor.clone(), settings.schema.clone());
+    let mut file = ModelFile::new(&chosen.family, params, model, data.preprocessor.clone(), settings.schema.clone());
     file.run_id = run.id().to_string();
     file.data_sha256 = run.manifest.input.as_ref().map(|i| i.sha256.clone()).unwrap_or_default();
     file.metrics = serde_json::json!({ "cv_f1": chosen.cv_f1, "train": chosen.train, "test": chosen.test });

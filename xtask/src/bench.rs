@@ -178,16 +178,16 @@ fn train(skip_python: bool) -> anyhow::Result<()> {
     let work = tempdir("bench-train")?;
     let shared_csv = shared_dir().join("data/phishing.csv");
     println!("\ncargo xtask bench train: the original's grids, 3-fold CV on F1, refit; random 80/20 split (seed 42)");
-    println!("{:<22} {:>10} {:>9} {:>12} {:>9} {:>8}", "model", "netsec s", "test F1", "sklearn s", "test F1", "speed-up");
+    println!(
+        "{:<22} {:>10} {:>9} {:>12} {:>9} {:>8}",
+        "model", "netsec s", "test F1", "sklearn s", "test F1", "speed-up"
+    );
     let mut totals = (0.0, 0.0);
     let mut split = None;
     // Each family alone, then all five in one search (an empty class name marks that row).
     for (family, class, grid) in ORIGINAL_GRIDS.into_iter().chain([("all five", "", "")]) {
-        let models = if class.is_empty() {
-            "{}".to_string()
-        } else {
-            format!("{{{family}: {}}}", grid.replace('\'', ""))
-        };
+        let models =
+            if class.is_empty() { "{}".to_string() } else { format!("{{{family}: {}}}", grid.replace('\'', "")) };
         let mut command = Command::new(&netsec);
         command.args(["--log-format", "json", "pipeline", "--split", "random", "--source"]).arg(&shared_csv);
         command.arg("--artifacts").arg(work.join("runs")).arg("--store").arg(work.join(format!("store-{family}")));
@@ -205,8 +205,17 @@ fn train(skip_python: bool) -> anyhow::Result<()> {
             (totals.1, f64::NAN)
         } else {
             let (train_csv, test_csv) = split.as_ref().expect("set above");
-            let output = Command::new(&python).args(["-c", PYTHON_SEARCH]).arg(train_csv).arg(test_csv).args([class, grid]).output()?;
-            anyhow::ensure!(output.status.success(), "scikit-learn failed: {}", String::from_utf8_lossy(&output.stderr));
+            let output = Command::new(&python)
+                .args(["-c", PYTHON_SEARCH])
+                .arg(train_csv)
+                .arg(test_csv)
+                .args([class, grid])
+                .output()?;
+            anyhow::ensure!(
+                output.status.success(),
+                "scikit-learn failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
             (result["seconds"].as_f64().unwrap_or(f64::NAN), result["test_f1"].as_f64().unwrap_or(f64::NAN))
         };
@@ -220,10 +229,14 @@ fn train(skip_python: bool) -> anyhow::Result<()> {
             reference / seconds
         );
     }
-    println!("(netsec: the train stage of a pipeline run, search + refit of each family's best; \
-              'all five' searches every family at once; targets: all five under 3.5 s, F1 within 0.003)");
+    println!(
+        "(netsec: the train stage of a pipeline run, search + refit of each family's best; \
+              'all five' searches every family at once; targets: all five under 3.5 s, F1 within 0.003)"
+    );
     let _ = std::fs::remove_dir_all(&work);
-    run_command(Command::new("cargo").current_dir(project_root()).args(["bench", "-q", "-p", "netsec", "--bench", "predict"]))
+    run_command(
+        Command::new("cargo").current_dir(project_root()).args(["bench", "-q", "-p", "netsec", "--bench", "predict"]),
+    )
 }
 
 fn stage_seconds(run_dir: &Path, stage: &str) -> anyhow::Result<f64> {
