@@ -240,12 +240,12 @@ fn concurrent_writers_do_not_corrupt_the_store() {
 }
 
 #[test]
-fn open_takes_a_folder_and_refuses_s3_for_now() {
+fn open_takes_a_folder_and_refuses_unknown_schemes() {
     let dir = tempfile::tempdir().unwrap();
     let store = store::open(dir.path().join("models").to_str().unwrap()).unwrap();
     assert!(store.describe().ends_with("models"));
     assert!(store.list().unwrap().is_empty());
-    let error = store::open("s3://bucket/prefix").err().unwrap();
-    assert!(error.to_string().contains("S3 stores are not supported by this build yet"));
+    let error = store::open("gs://bucket/prefix").err().unwrap();
+    assert!(error.to_string().contains("not a model store location"), "{error}");
     assert_eq!(netsec::error::exit_code(&error), 2);
 }
