@@ -94,6 +94,8 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Serve the store's current model over HTTP: predictions, web page, retraining, metrics.
+    Serve(crate::serve::ServeArgs),
     /// Load a CSV or ARFF file into a MongoDB collection (--database, --collection), in batches.
     LoadData {
         /// The file to load (checked against the schema first).
@@ -181,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Models(command) => return models(&config.train.store, command, cli.log_format),
         Command::Predict { input, output } => return predict::run(&config.train.store, &input, &output),
+        Command::Serve(args) => return crate::serve::run(config, args),
         Command::LoadData { input, uri, batch, replace } => return load_data(&config, input, uri, batch, replace),
     };
     print_summary(&summary, cli.log_format)

@@ -19,6 +19,7 @@ pub mod predict;
 pub mod preprocess;
 pub mod s3;
 pub mod schema;
+pub mod serve;
 pub mod source;
 pub mod split;
 pub mod stages;

@@ -18,8 +18,8 @@ use crate::error::InputError;
 /// Attempts per request (the first and the retries, with exponential backoff and jitter)
 /// unless `AWS_MAX_ATTEMPTS` says otherwise.
 const MAX_ATTEMPTS: u32 = 5;
-/// The region when the default chain finds none; S3 answers in any region for a bucket
-/// name with a redirect the SDK reports, and local stand-ins ignore it.
+/// The region when the default chain finds none (S3 needs one to sign requests; a local
+/// stand-in accepts any).
 const FALLBACK_REGION: &str = "us-east-1";
 
 /// `s3://bucket/prefix`, the prefix without slashes at either end (possibly empty).

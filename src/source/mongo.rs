@@ -1,6 +1,7 @@
 //! A MongoDB collection as a source (the Python original's `list(collection.find())`), read
-//! through a streaming cursor: only one batch of BSON documents is held at a time, turned
-//! into rows as it arrives.
+//! through a streaming cursor: a task on a worker thread fetches batches while this thread
+//! turns the previous one into rows, so only a couple of batches of BSON documents exist at
+//! a time.
 //!
 //! Each document becomes a text record for [`TableBuilder`], so that codes are checked by the
 //! same rules, with the same messages, as in a file. `_id` is dropped, as are fields the schema
@@ -18,8 +19,12 @@ use super::{Labels, Loaded, Source, TableBuilder};
 use crate::config::MongoConfig;
 use crate::dataset::Dataset;
 use crate::error::InputError;
-use crate::mongo::{self, Target};
+use crate::mongo::Target;
 use crate::schema::Schema;
+
+/// Batches fetched ahead of the one being turned into rows. The server is the bottleneck
+/// (a local one is a Python process): one batch ahead keeps it busy.
+const BATCHES_IN_FLIGHT: usize = 1;
 
 pub struct MongoSource {
     target: Target,
@@ -45,16 +50,49 @@ impl MongoSource {
             .hint("check the collection name (--collection or mongo.collection), or load it with netsec load-data")
             .into());
         }
+        // No count first: a server may count by scanning, which costs as much as the read.
         let collection = client.database(&target.database).collection::<RawDocumentBuf>(&target.collection);
-        let expected = collection.estimated_document_count().await.map_err(|e| target.explain(e))?;
-        let mut cursor =
-            collection.find(mongodb::bson::doc! {}).batch_size(self.batch_size).await.map_err(|e| target.explain(e))?;
+        let find = collection.find(mongodb::bson::doc! {}).batch_size(self.batch_size);
+        let cursor = find.await.map_err(|e| target.explain(e))?;
+        let (sender, mut batches) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
+        tokio::spawn(fetch(cursor, sender, target.clone(), self.batch_size as usize));
         let mut reader = DocumentReader::new(schema, labels, &target.namespace())?;
-        reader.table.reserve(expected as usize);
-        while cursor.advance().await.map_err(|e| target.explain(e))? {
-            reader.push(cursor.current())?;
+        while let Some(batch) = batches.recv().await {
+            for document in batch? {
+                reader.push(&document)?;
+            }
         }
         reader.finish(target)
+    }
+}
+
+/// Sends the cursor's documents in batches until it ends, fails, or nobody listens.
+async fn fetch(
+    mut cursor: mongodb::Cursor<RawDocumentBuf>,
+    sender: tokio::sync::mpsc::Sender<anyhow::Result<Vec<RawDocumentBuf>>>,
+    target: Target,
+    batch_size: usize,
+) {
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        match cursor.advance().await {
+            Ok(true) => {
+                batch.push(cursor.current().to_owned());
+                if batch.len() == batch_size && sender.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                    return;
+                }
+            }
+            Ok(false) => {
+                if !batch.is_empty() {
+                    let _ = sender.send(Ok(batch)).await;
+                }
+                return;
+            }
+            Err(e) => {
+                let _ = sender.send(Err(target.explain(e))).await;
+                return;
+            }
+        }
     }
 }
 
@@ -64,7 +102,9 @@ impl Source for MongoSource {
     }
 
     fn load(&self, schema: &Schema, labels: Labels) -> anyhow::Result<Loaded> {
-        mongo::block_on(self.read(schema, labels))?
+        // One worker thread for the fetching task; the rows are made on this thread.
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        runtime.block_on(self.read(schema, labels))
     }
 }
 

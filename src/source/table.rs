@@ -80,15 +80,6 @@ impl<'s> TableBuilder<'s> {
         self.slots.len()
     }
 
-    /// Makes room for `rows` more rows: a source that knows its size spares the table from
-    /// regrowing (which briefly holds the matrix twice).
-    pub fn reserve(&mut self, rows: usize) {
-        self.dataset.x.reserve(rows * self.schema.n_features());
-        if self.slots.iter().any(|s| matches!(s, Slot::Target)) {
-            self.dataset.labels.reserve(rows);
-        }
-    }
-
     /// Adds one record; `fields` must hold one field per header column.
     pub fn push<'f>(&mut self, line: u64, fields: impl ExactSizeIterator<Item = &'f [u8]>) -> Result<(), InputError> {
         if fields.len() != self.slots.len() {

@@ -48,9 +48,8 @@ pub fn unique(stem: &str) -> String {
 pub fn netsec(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_netsec"));
     command.current_dir(dir).args(args).env("NETSEC_TRAIN_MODELS", ONE_TREE).env("NETSEC_MONGO_TIMEOUT_SECONDS", "5");
-    if let Ok(endpoint) = std::env::var("NETSEC_TEST_S3_ENDPOINT") {
-        command.env("AWS_ENDPOINT_URL", endpoint);
-    }
+    // Always the stand-in: without it these tests would talk to AWS itself.
+    command.env("AWS_ENDPOINT_URL", s3_endpoint()).env("AWS_EC2_METADATA_DISABLED", "true");
     command
 }
 

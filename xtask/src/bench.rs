@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::{project_root, python, run_command, shared_dir};
 
 mod mongo;
+mod serve;
 
 #[derive(clap::Subcommand)]
 pub enum Suite {
@@ -30,6 +31,20 @@ pub enum Suite {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
+    /// `netsec serve` under wrk: one-row and 1,000-row CSV uploads, then memory over a
+    /// longer run; the model is made by one `netsec pipeline` run.
+    Serve {
+        /// Seconds of each throughput run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        /// Seconds of the memory run.
+        #[arg(long, default_value_t = 60)]
+        soak_seconds: u32,
+        /// `train.models` for the pipeline run (YAML), e.g. '{random_forest: {n_estimators: [128]}}'
+        /// for the original's model; default: every family, as the pipeline chooses.
+        #[arg(long)]
+        models: Option<String>,
+    },
 }
 
 pub fn run(suite: Suite) -> anyhow::Result<()> {
@@ -37,6 +52,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
         Suite::Data { rows } => data(rows),
         Suite::Train { skip_python } => train(skip_python),
         Suite::Mongo { rows } => mongo::run(rows),
+        Suite::Serve { seconds, soak_seconds, models } => serve::run(serve::Settings { seconds, soak_seconds, models }),
     }
 }
 
