@@ -313,7 +313,8 @@ fn run_waits_for_ready_and_shows_the_log_of_a_failed_start() {
     let dir = tempfile::tempdir().unwrap();
     let store = model_store(dir.path());
     let addr = free_addr().to_string();
-    let args = ["image", "--tag", &built.repository, "--run", "--addr", &addr, "--models"];
+    let name = format!("{}-run", built.repository);
+    let args = ["image", "--tag", &name, "--run", "--addr", &addr, "--models"];
     let output = succeed(&mut xtask(&host, &args).arg(&store));
     let docker = docker(&host);
     let container = Container { docker: docker.clone(), id: format!("netsec-{}", addr.rsplit(':').next().unwrap()) };
@@ -323,7 +324,7 @@ fn run_waits_for_ready_and_shows_the_log_of_a_failed_start() {
     drop(container);
 
     let addr = free_addr().to_string();
-    let args = ["image", "--tag", &built.repository, "--run", "--addr", &addr, "--models"];
+    let args = ["image", "--tag", &name, "--run", "--addr", &addr, "--models"];
     let output = xtask(&host, &args).arg(&store).env("NETSEC_TRAIN_FOLDS", "many").output().unwrap();
     let stderr = text(&output.stderr);
     assert!(!output.status.success());
@@ -359,9 +360,12 @@ fn push_then_pull_back_by_digest_gives_the_built_image() {
     let host = require_engine!();
     let built = built(&host);
     let (registry, user, password) = registry();
-    let mut command = xtask(&host, &["image", "--tag", &built.repository, "--push", &registry]);
+    // A name of its own: each build gets a new `created` label, so a new id.
+    let name = format!("{}-push", built.repository);
+    let mut command = xtask(&host, &["image", "--tag", &name, "--push", &registry]);
     let output = succeed(command.env("NETSEC_REGISTRY_USER", &user).env("NETSEC_REGISTRY_PASSWORD", &password));
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    let id = stdout.lines().find_map(|l| l.strip_prefix("built ")).expect("a `built` line");
     assert!(!stdout.contains(&password) && !stderr.contains(&password), "the password was printed");
     let pushed: Vec<(&str, &str)> =
         stdout.lines().filter_map(|l| l.strip_prefix("pushed ")).filter_map(|l| l.split_once(" digest ")).collect();
@@ -370,16 +374,16 @@ fn push_then_pull_back_by_digest_gives_the_built_image() {
     let digest = pushed[0].1;
 
     // Pulled back from the registry by digest, the manifest and its blobs are the built image.
-    let repository = format!("http://{registry}/v2/{}", built.repository);
+    let repository = format!("http://{registry}/v2/{name}");
     let manifest = registry_get(&format!("{repository}/manifests/{digest}"), &user, &password);
     assert_eq!(sha256(&manifest), digest);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let config_digest = manifest["config"]["digest"].as_str().unwrap();
-    assert_eq!(config_digest, built.id, "the image id is its config's digest");
+    assert_eq!(config_digest, id, "the image id is its config's digest");
     let config = registry_get(&format!("{repository}/blobs/{config_digest}"), &user, &password);
-    assert_eq!(sha256(&config), built.id);
+    assert_eq!(sha256(&config), id);
     let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
-    let local = block_on(docker(&host).inspect_image(&built.name)).unwrap();
+    let local = block_on(docker(&host).inspect_image(id)).unwrap();
     let diff_ids: Vec<String> = serde_json::from_value(config["rootfs"]["diff_ids"].clone()).unwrap();
     assert_eq!(Some(diff_ids), local.root_fs.unwrap().layers);
     for layer in manifest["layers"].as_array().unwrap() {
@@ -395,7 +399,8 @@ fn a_wrong_password_fails_with_a_clear_error() {
     let built = built(&host);
     let (registry, user, _) = registry();
     let wrong = "not+the/password?>";
-    let mut command = xtask(&host, &["image", "--tag", &built.repository, "--push", &registry]);
+    let name = format!("{}-wrong", built.repository);
+    let mut command = xtask(&host, &["image", "--tag", &name, "--push", &registry]);
     let output = command.env("NETSEC_REGISTRY_USER", &user).env("NETSEC_REGISTRY_PASSWORD", wrong).output().unwrap();
     let stderr = text(&output.stderr);
     assert!(!output.status.success());
