@@ -315,7 +315,7 @@ fn run_waits_for_ready_and_shows_the_log_of_a_failed_start() {
     let addr = free_addr().to_string();
     let name = format!("{}-run", built.repository);
     let args = ["image", "--tag", &name, "--run", "--addr", &addr, "--models"];
-    let output = succeed(&mut xtask(&host, &args).arg(&store));
+    let output = succeed(xtask(&host, &args).arg(&store));
     let docker = docker(&host);
     let container = Container { docker: docker.clone(), id: format!("netsec-{}", addr.rsplit(':').next().unwrap()) };
     assert!(text(&output.stdout).contains(&format!("running at http://{addr}")), "{}", text(&output.stdout));
