@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::{project_root, python, run_command, shared_dir};
 
+mod image;
 mod mongo;
 mod serve;
 
@@ -45,6 +46,8 @@ pub enum Suite {
         #[arg(long)]
         models: Option<String>,
     },
+    /// The service image: size, build time with a warm cargo cache, container start to /ready.
+    Image,
 }
 
 pub fn run(suite: Suite) -> anyhow::Result<()> {
@@ -53,6 +56,7 @@ pub fn run(suite: Suite) -> anyhow::Result<()> {
         Suite::Train { skip_python } => train(skip_python),
         Suite::Mongo { rows } => mongo::run(rows),
         Suite::Serve { seconds, soak_seconds, models } => serve::run(serve::Settings { seconds, soak_seconds, models }),
+        Suite::Image => image::run(),
     }
 }
 

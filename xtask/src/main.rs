@@ -2,8 +2,10 @@
 //!
 //! - `test`: the one test command: Python oracles, local services, `cargo test --workspace`.
 //! - `bench`: benchmarks printed side by side with the reference figures they must beat.
+//! - `image`: the service image, built (and pushed, and run) through the Docker Engine API.
 
 mod bench;
+mod image;
 mod python;
 mod services;
 mod test;
@@ -34,6 +36,9 @@ enum Command {
         #[command(subcommand)]
         suite: bench::Suite,
     },
+    /// Build the service image (the top-level Dockerfile) through the Docker Engine API; tag it
+    /// with the git sha and `latest`; optionally push it and run it.
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test { cargo_args } => test::run(&cargo_args),
         Command::Bench { suite } => bench::run(suite),
+        Command::Image(args) => image::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,4 +72,15 @@ pub fn run_command(command: &mut std::process::Command) -> anyhow::Result<()> {
     let status = command.status().map_err(|e| anyhow::anyhow!("cannot start {command:?}: {e}"))?;
     anyhow::ensure!(status.success(), "{command:?} failed ({status})");
     Ok(())
+}
+
+/// The status of a GET, with a bare HTTP/1.1 exchange (xtask needs no HTTP client for this).
+pub fn http_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
 }

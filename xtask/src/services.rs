@@ -38,9 +38,8 @@ fn terminate(mut process: Child) {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        if let Some(process) = self.process.take() {
-            terminate(process);
-        }
+        let Some(process) = self.process.take() else { return };
+        terminate(process);
         if let Some(dir) = self.state_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -50,8 +49,110 @@ impl Drop for Service {
 
 /// The services the test suite needs, started in order; dropped (stopped) in reverse.
 pub fn start_all(python: &PythonEnv) -> anyhow::Result<Vec<Service>> {
-    // Later issues add mlflow, dockerd and a registry here.
-    Ok(vec![mongodb(python)?, moto(python)?])
+    // Later issues add mlflow here.
+    let mut services = vec![mongodb(python)?, moto(python)?];
+    // Not every machine can run an engine (it needs root and the docker.io package): the
+    // image tests then report the reason as skipped, or fail when NETSEC_REQUIRE_DOCKER=1.
+    match docker_registry().and_then(|registry| Ok([registry, dockerd()?])) {
+        Ok(image_services) => services.extend(image_services),
+        Err(error) => {
+            eprintln!("xtask: no Docker engine and registry, the image tests will be skipped: {error:#}");
+            let env = vec![(DOCKER_UNAVAILABLE.into(), format!("{error:#}"))];
+            services.push(Service { name: "dockerd", env, process: None, state_dir: None });
+        }
+    }
+    Ok(services)
+}
+
+/// Set instead of NETSEC_TEST_DOCKER_HOST when the engine could not start: why.
+pub const DOCKER_UNAVAILABLE: &str = "NETSEC_TEST_DOCKER_UNAVAILABLE";
+
+/// Docker: dockerd with no networking of its own (no iptables, no bridge: containers use the
+/// host's network) and vfs storage, its socket in a short folder under /tmp (a unix socket's
+/// path has at most 107 bytes). Exports DOCKER_HOST and NETSEC_TEST_DOCKER_HOST.
+pub fn dockerd() -> anyhow::Result<Service> {
+    anyhow::ensure!(unsafe { libc::geteuid() } == 0, "dockerd needs root");
+    let dir = PathBuf::from(format!("/tmp/netsec-dockerd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let socket = dir.join("docker.sock");
+    let mut command = Command::new("dockerd");
+    command.args(["--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs", "--host"]);
+    command.arg(format!("unix://{}", socket.display()));
+    command.arg("--data-root").arg(dir.join("data")).arg("--exec-root").arg(dir.join("exec"));
+    command.arg("--pidfile").arg(dir.join("pid"));
+    let log = dir.join("dockerd.log");
+    let file = std::fs::File::create(&log)?;
+    command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+    let process =
+        command.spawn().map_err(|e| anyhow::anyhow!("cannot start dockerd (apt-get install docker.io): {e}"))?;
+    let mut service = Service::new("dockerd", process, dir, Vec::new());
+    wait_for_engine(&socket, Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!("{e} (its log: {})", log.display()))?;
+    let host = format!("unix://{}", socket.display());
+    eprintln!("xtask: started dockerd on {host}");
+    service.env = vec![("DOCKER_HOST".into(), host.clone()), ("NETSEC_TEST_DOCKER_HOST".into(), host)];
+    Ok(service)
+}
+
+/// Waits until the engine answers `GET /_ping` on its socket.
+fn wait_for_engine(socket: &Path, timeout: Duration) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = std::os::unix::net::UnixStream::connect(socket) {
+            let mut answer = String::new();
+            let asked =
+                stream.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").and_then(|_| stream.read_to_string(&mut answer));
+            if asked.is_ok() && answer.starts_with("HTTP/1.0 200") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("dockerd did not answer on {} within {timeout:?}", socket.display())
+}
+
+/// The registry's user, as ECR's, and a password whose base64 encodings (the `auth` field
+/// `AWS:password`, and the X-Registry-Auth JSON) hold both `+` and `/`: it is refused unless
+/// the header is URL-safe base64, which the engine expects.
+pub const REGISTRY_USER: &str = "AWS";
+pub const REGISTRY_PASSWORD: &str = "6y6tdvvz?4y>u>zq?h";
+
+/// A registry (Debian's docker-registry, the distribution project's) with htpasswd
+/// authentication, as ECR authenticates pushes. Exports NETSEC_TEST_REGISTRY (host:port),
+/// NETSEC_TEST_REGISTRY_USER and NETSEC_TEST_REGISTRY_PASSWORD.
+pub fn docker_registry() -> anyhow::Result<Service> {
+    let (port, dir) = (free_port()?, state_dir("registry")?);
+    // The password goes through standard input, never a process argument.
+    let mut htpasswd = Command::new("htpasswd")
+        .args(["-Bin", REGISTRY_USER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start htpasswd (apt-get install apache2-utils): {e}"))?;
+    std::io::Write::write_all(&mut htpasswd.stdin.take().expect("piped"), REGISTRY_PASSWORD.as_bytes())?;
+    let output = htpasswd.wait_with_output()?;
+    anyhow::ensure!(output.status.success(), "htpasswd failed");
+    std::fs::write(dir.join("htpasswd"), output.stdout)?;
+    let config = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\n\
+         http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: netsec-test\n    path: {htpasswd}\n",
+        data = dir.join("data").display(),
+        htpasswd = dir.join("htpasswd").display(),
+    );
+    std::fs::write(dir.join("config.yml"), config)?;
+    let mut command = Command::new("docker-registry");
+    command.arg("serve").arg(dir.join("config.yml"));
+    let process = spawn_listening("docker-registry", &mut command, &dir.join("registry.log"), port)
+        .map_err(|e| anyhow::anyhow!("{e:#} (apt-get install docker-registry)"))?;
+    eprintln!("xtask: started docker-registry on 127.0.0.1:{port}");
+    let env = vec![
+        ("NETSEC_TEST_REGISTRY".into(), format!("127.0.0.1:{port}")),
+        ("NETSEC_TEST_REGISTRY_USER".into(), REGISTRY_USER.into()),
+        ("NETSEC_TEST_REGISTRY_PASSWORD".into(), REGISTRY_PASSWORD.into()),
+    ];
+    Ok(Service::new("docker-registry", process, dir, env))
 }
 
 /// The user the MongoDB stand-in requires, and a password that needs escaping in a URI (the

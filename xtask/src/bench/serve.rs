@@ -3,14 +3,13 @@
 //!
 //! wrk and the server share the machine's cores, as they did when the original was measured.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{cores, release_binary, tempdir};
-use crate::{run_command, shared_dir};
+use crate::{http_status, run_command, shared_dir};
 
 /// Connections wrk keeps open (the figure).
 const CONNECTIONS: u32 = 64;
@@ -220,7 +219,7 @@ impl Server {
             .spawn()?;
         let server = Server { child, url: format!("http://{addr}") };
         let started = Instant::now();
-        while get_status(addr, "/ready") != Some(200) {
+        while http_status(addr, "/ready") != Some(200) {
             anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "netsec serve did not become ready");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -256,16 +255,6 @@ impl Drop for Server {
 
 fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// The status of a GET, with a bare HTTP/1.1 exchange (xtask has no HTTP client).
-fn get_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]

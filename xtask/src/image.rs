@@ -1,0 +1,95 @@
+//! `cargo xtask image`: the service image (the top-level `Dockerfile`) built through the Docker
+//! Engine API with bollard, talking to the engine `DOCKER_HOST` names (the local socket
+//! otherwise).
+//!
+//! ```text
+//!  binary (static netsec) ─► context (staged files, tar in memory) ─► engine (build, tag)
+//!                                                                      ├─► registry (push)
+//!                                                                      └─► run (container, /ready)
+//! ```
+
+mod binary;
+mod context;
+mod engine;
+mod registry;
+mod run;
+
+use std::path::PathBuf;
+
+pub use engine::{Engine, ImageNames};
+pub use run::{logs, wait_ready};
+
+/// The repository name the image gets unless `--tag` says otherwise.
+pub const DEFAULT_NAME: &str = "netsec";
+
+#[derive(clap::Args)]
+pub struct ImageArgs {
+    /// The image's name (`NAME`, tagged with the git sha and `latest`) or `NAME:TAG` (also
+    /// tagged TAG).
+    #[arg(long, value_name = "T", default_value = DEFAULT_NAME)]
+    pub tag: String,
+    /// Push the sha and latest tags to REGISTRY (`host[:port]`, giving REGISTRY/NAME, or a whole
+    /// repository `host[:port]/path`). Credentials: NETSEC_REGISTRY_USER and
+    /// NETSEC_REGISTRY_PASSWORD, or NETSEC_REGISTRY_TOKEN (ECR's base64 `AWS:password` token).
+    #[arg(long, value_name = "REGISTRY")]
+    pub push: Option<String>,
+    /// Start the image (host network, the model store mounted at /models, NETSEC_* variables
+    /// passed on), wait for /ready and print its URL.
+    #[arg(long)]
+    pub run: bool,
+    /// Where `--run` listens (the container uses the host's network).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub addr: std::net::SocketAddr,
+    /// The model store `--run` mounts.
+    #[arg(long, default_value = "models", value_name = "DIR")]
+    pub models: PathBuf,
+    /// Only build the static binary and stage the build context in target/image/, for a
+    /// plain `docker build .`.
+    #[arg(long)]
+    pub binary_only: bool,
+}
+
+pub fn run(args: ImageArgs) -> anyhow::Result<()> {
+    if args.binary_only {
+        let staged = context::stage(&binary::static_binary()?)?;
+        eprintln!(
+            "xtask: staged {}; `docker build .` in {} builds the image",
+            staged.display(),
+            crate::project_root().display()
+        );
+        return Ok(());
+    }
+    let names = ImageNames::new(&args.tag)?;
+    block_on(async {
+        let engine = Engine::connect().await?;
+        let id = build(&engine, &names, false).await?;
+        println!("built {id}");
+        for name in names.all() {
+            println!("tagged {name}");
+        }
+        if let Some(registry) = &args.push {
+            let credentials = registry::Credentials::from_env()?;
+            for pushed in registry::push(&engine, &names, registry, credentials.as_ref()).await? {
+                println!("pushed {} digest {}", pushed.reference, pushed.digest);
+            }
+        }
+        if args.run {
+            let url = run::start(&engine, &names.sha_tagged(), &args.models, args.addr).await?;
+            println!("running at {url}");
+        }
+        Ok(())
+    })
+}
+
+/// Builds the static binary, stages it and builds the image (`no_cache`: every layer anew);
+/// returns the image's id.
+pub async fn build(engine: &Engine, names: &ImageNames, no_cache: bool) -> anyhow::Result<String> {
+    let binary = binary::static_binary()?;
+    context::stage(&binary)?;
+    engine.build(names, &context::build_args(&binary)?, no_cache).await
+}
+
+/// Runs `future` on a runtime of its own (xtask is otherwise synchronous).
+pub fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(future)
+}
