@@ -36,6 +36,16 @@ pub enum ColumnType {
 }
 
 impl Schema {
+    /// A small schema for unit tests: features `a` (codes -1, 0, 1) and `b` (-1, 1), target `y`.
+    #[cfg(test)]
+    pub fn two_feature_example() -> Schema {
+        let column = |name: &str, values: Vec<i64>| Column { name: name.into(), kind: ColumnType::Int, values };
+        Schema {
+            columns: vec![column("a", vec![-1, 0, 1]), column("b", vec![-1, 1])],
+            target: column("y", vec![-1, 1]),
+        }
+    }
+
     pub fn embedded() -> Schema {
         Schema::parse(EMBEDDED_SCHEMA, Path::new("data_schema/schema.yaml (embedded)"))
             .expect("the embedded schema is valid")

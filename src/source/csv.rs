@@ -143,14 +143,9 @@ impl ExactSizeIterator for Fields<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, ColumnType};
 
     fn schema() -> Schema {
-        let column = |name: &str, values: Vec<i64>| Column { name: name.into(), kind: ColumnType::Int, values };
-        Schema {
-            columns: vec![column("a", vec![-1, 0, 1]), column("b", vec![-1, 1])],
-            target: column("y", vec![-1, 1]),
-        }
+        Schema::two_feature_example()
     }
 
     fn load(text: &str) -> Result<(crate::dataset::Dataset, Vec<String>), InputError> {

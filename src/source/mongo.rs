@@ -273,15 +273,10 @@ fn table_sha256(dataset: &Dataset) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, ColumnType};
     use mongodb::bson::{doc, oid::ObjectId};
 
     fn schema() -> Schema {
-        let column = |name: &str, values: Vec<i64>| Column { name: name.into(), kind: ColumnType::Int, values };
-        Schema {
-            columns: vec![column("a", vec![-1, 0, 1]), column("b", vec![-1, 1])],
-            target: column("y", vec![-1, 1]),
-        }
+        Schema::two_feature_example()
     }
 
     fn raw(document: mongodb::bson::Document) -> RawDocumentBuf {
