@@ -499,11 +499,10 @@ fn metric_json(m: &MetricPoint, timestamp: u64) -> Value {
 
 /// Splits params, tags and metrics into requests of at most 100 params, 100 tags and 1000
 /// metrics (and 1000 entities in all).
-fn batches<'v>(
-    params: &'v [Value],
-    tags: &'v [Value],
-    metrics: &'v [Value],
-) -> Vec<(&'v [Value], &'v [Value], &'v [Value])> {
+/// One `log-batch` request's params, tags and metrics.
+type Batch<'v> = (&'v [Value], &'v [Value], &'v [Value]);
+
+fn batches<'v>(params: &'v [Value], tags: &'v [Value], metrics: &'v [Value]) -> Vec<Batch<'v>> {
     let mut out = Vec::new();
     let (mut p, mut t, mut m) = (params, tags, metrics);
     while !(p.is_empty() && t.is_empty() && m.is_empty()) || out.is_empty() {
@@ -560,7 +559,7 @@ mod tests {
         let out = batches(&p, &t, &m);
         assert!(out.iter().all(|(p, t, m)| p.len() <= 100 && t.len() <= 100 && m.len() <= 1000));
         assert!(out.iter().all(|(p, t, m)| p.len() + t.len() + m.len() <= 1000));
-        let total = |f: fn(&(&[Value], &[Value], &[Value])) -> usize| out.iter().map(f).sum::<usize>();
+        let total = |f: fn(&Batch) -> usize| out.iter().map(f).sum::<usize>();
         assert_eq!((total(|b| b.0.len()), total(|b| b.1.len()), total(|b| b.2.len())), (250, 30, 2500));
         assert_eq!(batches(&[], &[], &[]).len(), 1, "one (empty) request still marks the run");
     }
