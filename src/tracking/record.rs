@@ -271,7 +271,7 @@ mod tests {
         let params: Map<String, Value> =
             serde_json::from_str(r#"{"criterion": "gini", "max_depth": null, "seed": 42, "learning_rate": 0.1}"#)
                 .unwrap();
-        assert_eq!(point_key(&params), "criterion_gini/learning_rate_0.1/max_depth_null");
+        assert_eq!(point_key(&params), "criterion_gini/max_depth_null/learning_rate_0.1", "in the grid's order");
         assert_eq!(point_key(&Map::new()), "default");
     }
 
