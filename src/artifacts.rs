@@ -103,7 +103,7 @@ impl Run {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|_| {
             InputError::in_file(&path, "no such run (its manifest is missing)")
-                .hint("list the runs with `ls` on the artifacts folder, or start one with `netsec ingest`")
+                .hint("list the runs with `netsec runs list`, or start one with `netsec ingest`")
         })?;
         let manifest =
             serde_json::from_str(&text).with_context(|| format!("reading the manifest {}", path.display()))?;
@@ -167,7 +167,8 @@ impl Run {
             .hint(format!("run `netsec {stage}` first (or `netsec pipeline`)")))
     }
 
-    fn save_manifest(&mut self) -> anyhow::Result<()> {
+    /// Saves the manifest (after files written outside a stage, e.g. the tracker's).
+    pub fn save_manifest(&mut self) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(&self.manifest)?;
         write_atomic(&self.path(MANIFEST), |w| w.write_all(&json))?;
         Ok(())
@@ -183,6 +184,11 @@ fn latest_run(root: &Path) -> anyhow::Result<String> {
         .filter_map(|e| e.file_name().into_string().ok())
         .max()
         .ok_or_else(|| InputError::in_file(root, "no runs yet").hint("start one with `netsec ingest`").into())
+}
+
+/// The current UTC time, RFC 3339.
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
 }
 
 fn rfc3339(time: time::OffsetDateTime) -> String {

@@ -94,6 +94,9 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// The local run history: list, show and compare runs; re-send one to MLflow.
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Serve the store's current model over HTTP: predictions, web page, retraining, metrics.
     Serve(crate::serve::ServeArgs),
     /// Load a CSV or ARFF file into a MongoDB collection (--database, --collection), in batches.
@@ -130,6 +133,18 @@ pub enum ModelsCommand {
     Promote { version: String },
     /// Go back to the version that was current before the last promotion.
     Rollback,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Every run, oldest first: date, source, best model, CV F1, test F1, accepted.
+    List,
+    /// One run's record: tags, params, metrics, families, artifacts, MLflow status.
+    Show { run: String },
+    /// Two runs side by side: the params that differ and every metric with B - A.
+    Compare { a: String, b: String },
+    /// Send a run to the MLflow server of MLFLOW_TRACKING_URI (again, after a failure).
+    Sync { run: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +197,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             return synthesize(&config, rows, seed, drift, &output)
         }
         Command::Models(command) => return models(&config.train.store, command, cli.log_format),
+        Command::Runs(command) => return runs(&artifacts, command, cli.log_format),
         Command::Predict { input, output } => return predict::run(&config.train.store, &input, &output),
         Command::Serve(args) => return crate::serve::run(config, args),
         Command::LoadData { input, uri, batch, replace } => return load_data(&config, input, uri, batch, replace),
@@ -216,6 +232,51 @@ fn models(location: &str, command: ModelsCommand, format: LogFormat) -> anyhow::
         ModelsCommand::Rollback => {
             let version = store.rollback()?;
             println!("rolled back: {version} is now the current model in {}", store.describe());
+        }
+    }
+    Ok(())
+}
+
+/// `netsec runs …`: reads the run records under the artifacts root.
+fn runs(root: &std::path::Path, command: RunsCommand, format: LogFormat) -> anyhow::Result<()> {
+    use crate::tracking::{mlflow, runs};
+    match command {
+        RunsCommand::List => {
+            let all = runs::all(root)?;
+            match format {
+                LogFormat::Text => print!("{}", runs::render_list(&all)),
+                LogFormat::Json => {
+                    let records: Vec<_> = all.iter().filter_map(|(_, r)| r.as_ref()).collect();
+                    println!("{}", serde_json::to_string(&records)?)
+                }
+            }
+        }
+        RunsCommand::Show { run } => {
+            let (run, record) = runs::open(root, &run)?;
+            match format {
+                LogFormat::Text => print!("{}", runs::render_show(&record, mlflow::load_state(&run).as_ref())),
+                LogFormat::Json => println!("{}", serde_json::to_string(&record)?),
+            }
+        }
+        RunsCommand::Compare { a, b } => {
+            let ((_, a), (_, b)) = (runs::open(root, &a)?, runs::open(root, &b)?);
+            print!("{}", runs::render_compare(&a, &b));
+        }
+        RunsCommand::Sync { run } => {
+            let (mut run, record) = runs::open(root, &run)?;
+            let Some(settings) = mlflow::Settings::from_env()? else {
+                return Err(InputError::new(
+                    "MLFLOW_TRACKING_URI is not an http(s) URL: there is no server to send to",
+                )
+                .hint("set MLFLOW_TRACKING_URI=https://host (and MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD)")
+                .into());
+            };
+            let register = record.outcome.version.is_some();
+            let state = mlflow::send(&mut run, &record, &settings, register)?;
+            if !state.sent() {
+                anyhow::bail!("{}", state.describe().replace("RUN", run.id()));
+            }
+            println!("{}", state.describe());
         }
     }
     Ok(())

@@ -27,4 +27,5 @@ pub mod stats;
 pub mod store;
 pub mod sync;
 pub mod synth;
+pub mod tracking;
 pub mod train;

@@ -17,6 +17,7 @@ use crate::stages::transform::{self, TransformReport, Transformed};
 use crate::stages::validate::{self, ValidationReport};
 use crate::stages::Settings;
 use crate::store;
+use crate::tracking::{self, mlflow, Analysis, Facts, TestRows};
 
 /// The stages, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,18 @@ pub struct Summary {
     pub train: Option<TrainReport>,
     pub evaluate: Option<Decision>,
     pub push: Option<PushResult>,
+    pub tracking: Option<TrackingSummary>,
     pub files: usize,
+}
+
+/// What the tracker did after the stages.
+#[derive(Debug, Default, Serialize)]
+pub struct TrackingSummary {
+    pub record: String,
+    pub report: String,
+    pub seconds: f64,
+    /// The MLflow server's answer, when MLFLOW_TRACKING_URI names one and the run is whole.
+    pub mlflow: Option<mlflow::SyncState>,
 }
 
 /// Stage outputs of one run: kept from the stages run in this process, or loaded from the
@@ -127,6 +139,7 @@ pub fn run_new(config: Config, stages: &[Stage]) -> anyhow::Result<Summary> {
     for &stage in stages.iter().filter(|&&s| s != Stage::Ingest) {
         run_stage(&mut run, &settings, stage, &mut outputs, &mut summary)?;
     }
+    after_stages(&mut run, &settings, &mut outputs, &mut summary)?;
     Ok(summary.finish(&run))
 }
 
@@ -143,8 +156,89 @@ pub fn resume(artifacts: &Path, run_id: Option<&str>, stage: Stage, store: Optio
         run.require_stage(previous.name())?;
     }
     let mut summary = Summary::default();
-    run_stage(&mut run, &settings, stage, &mut Outputs::default(), &mut summary)?;
+    let mut outputs = Outputs::default();
+    run_stage(&mut run, &settings, stage, &mut outputs, &mut summary)?;
+    after_stages(&mut run, &settings, &mut outputs, &mut summary)?;
     Ok(summary.finish(&run))
+}
+
+/// After the stages of a command: the tracker records the run as far as it got (and sends it
+/// to MLflow once it is whole), then a store that keeps runs receives the folder, so that the
+/// upload carries the record.
+fn after_stages(
+    run: &mut Run,
+    settings: &Settings,
+    outputs: &mut Outputs,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let record = track(run, settings, outputs, summary)?;
+    let mut tracked = TrackingSummary {
+        record: run.path(tracking::RECORD).display().to_string(),
+        report: run.path(tracking::REPORT_HTML).display().to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        mlflow: None,
+    };
+    if let (Some(server), Some(_)) = (mlflow::Settings::from_env()?, &summary.push) {
+        let accepted = summary.push.as_ref().is_some_and(|p| p.pushed);
+        tracked.mlflow = Some(mlflow::send(run, &record, &server, accepted)?);
+    }
+    summary.tracking = Some(tracked);
+    if let Some(result) = summary.push.as_mut() {
+        push::upload(run, store::open(&settings.config.train.store)?.as_ref(), result)?;
+    }
+    Ok(())
+}
+
+/// The run record and report from what the stages produced (loading what this command did
+/// not produce itself).
+fn track(
+    run: &mut Run,
+    settings: &Settings,
+    outputs: &mut Outputs,
+    summary: &Summary,
+) -> anyhow::Result<tracking::Record> {
+    fn read<T: serde::de::DeserializeOwned>(run: &Run, stage: Stage, file: &str) -> anyhow::Result<Option<T>> {
+        if !run.has_stage(stage.name()) {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_slice(&std::fs::read(run.path(file))?)?))
+    }
+    let ingest = summary.ingest.clone().map_or_else(|| read(run, Stage::Ingest, ingest::REPORT), |r| Ok(Some(r)))?;
+    let validation = summary
+        .validation
+        .clone()
+        .map_or_else(|| read(run, Stage::Validate, validate::REPORT_JSON), |r| Ok(Some(r)))?;
+    let decision =
+        summary.evaluate.clone().map_or_else(|| read(run, Stage::Evaluate, evaluate::DECISION), |r| Ok(Some(r)))?;
+    let push = summary.push.clone().map_or_else(|| read(run, Stage::Push, push::RESULT), |r| Ok(Some(r)))?;
+    let trained = if run.has_stage(Stage::Train.name()) {
+        outputs.transformed(run)?;
+        outputs.trained(run)?;
+        outputs.trained.as_ref().zip(outputs.transformed.as_ref())
+    } else {
+        None
+    };
+    let feature_names = settings.schema.feature_names();
+    let analysis = trained.map(|(trained, data)| {
+        let test =
+            TestRows { x: &data.test_x, y: &data.test_y, n_features: data.n_features, feature_names: &feature_names };
+        let seed = settings.config.train.seed;
+        Analysis::compute(&trained.model.model, &trained.report, &trained.candidates, &test, seed)
+    });
+    let values = &settings.schema.target.values;
+    let facts = Facts {
+        manifest: &run.manifest.clone(),
+        ingest: ingest.as_ref(),
+        validation: validation.as_ref(),
+        train: trained.map(|(t, _)| &t.report),
+        candidates: trained.map_or(&[], |(t, _)| &t.candidates),
+        decision: decision.as_ref(),
+        push: push.as_ref(),
+        classes: [values[0].to_string(), values[1].to_string()],
+        analysis,
+    };
+    tracking::record(run, &facts)
 }
 
 fn run_stage(
@@ -237,6 +331,16 @@ pub fn render(summary: &Summary) -> String {
                 "artifacts   {} files uploaded to {} ({} bytes), {} unchanged",
                 a.uploaded, a.destination, a.bytes_uploaded, a.unchanged
             );
+        }
+    }
+    if let Some(t) = &summary.tracking {
+        let _ = writeln!(out, "report      {} ({:.0} ms to record)", t.report, t.seconds * 1000.0);
+        if let Some(state) = &t.mlflow {
+            let message = state.describe().replace("RUN", &summary.run_id);
+            let _ = writeln!(out, "mlflow      {message}");
+            if !state.sent() {
+                let _ = writeln!(out, "            the run itself is complete: its record is in {}", t.record);
+            }
         }
     }
     let _ = writeln!(out, "manifest    {}/{MANIFEST} ({} files)", summary.run_dir, summary.files);

@@ -1,6 +1,7 @@
 //! Push: an accepted model becomes a new version in the store and is promoted to current;
 //! a rejected one is recorded as not pushed. A store that keeps runs (S3) then receives the
-//! run folder, accepted or not, as the Python original's `aws s3 sync` did.
+//! run folder, accepted or not, as the Python original's `aws s3 sync` did ([`upload`]; the
+//! pipeline calls it last, after the tracker has written its files into the run).
 
 use serde::{Deserialize, Serialize};
 
@@ -37,10 +38,15 @@ pub fn run(
     } else {
         None
     };
-    let mut result = PushResult { pushed: version.is_some(), store: store.describe(), version, artifacts: None };
+    let result = PushResult { pushed: version.is_some(), store: store.describe(), version, artifacts: None };
     let json = serde_json::to_vec_pretty(&result)?;
     run.write(RESULT, |w| w.write_all(&json))?;
     run.finish_stage("push", started.elapsed().as_secs_f64())?;
-    result.artifacts = store.upload_run(&run.dir, run.id())?;
     Ok(result)
+}
+
+/// Uploads the run folder to a store that keeps runs (S3), with its manifest final.
+pub fn upload(run: &Run, store: &dyn ModelStore, result: &mut PushResult) -> anyhow::Result<()> {
+    result.artifacts = store.upload_run(&run.dir, run.id())?;
+    Ok(())
 }

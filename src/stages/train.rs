@@ -48,6 +48,8 @@ pub struct FamilyResult {
 pub struct Trained {
     pub model: ModelFile,
     pub report: TrainReport,
+    /// Every grid point's CV F1 (`train/search.json`).
+    pub candidates: Vec<CandidateScore>,
 }
 
 pub fn run(run: &mut Run, settings: &Settings, data: &Transformed) -> anyhow::Result<Trained> {
@@ -92,7 +94,7 @@ pub fn run(run: &mut Run, settings: &Settings, data: &Transformed) -> anyhow::Re
         (REPORT, Box::new(|w| w.write_all(&report_json))),
     ])?;
     run.finish_stage("train", started.elapsed().as_secs_f64())?;
-    Ok(Trained { model, report })
+    Ok(Trained { model, report, candidates })
 }
 
 /// The chosen model with everything prediction needs and where it came from.
@@ -193,5 +195,6 @@ pub fn load(run: &Run) -> anyhow::Result<Trained> {
     run.require_stage("train")?;
     let model = ModelFile::load(&run.path(MODEL))?;
     let report = serde_json::from_slice(&std::fs::read(run.path(REPORT))?)?;
-    Ok(Trained { model, report })
+    let candidates = serde_json::from_slice(&std::fs::read(run.path(SEARCH))?)?;
+    Ok(Trained { model, report, candidates })
 }

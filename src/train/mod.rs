@@ -2,5 +2,6 @@
 
 pub mod folds;
 pub mod grid;
+pub mod importance;
 pub mod metrics;
 pub mod search;

@@ -49,8 +49,7 @@ impl Drop for Service {
 
 /// The services the test suite needs, started in order; dropped (stopped) in reverse.
 pub fn start_all(python: &PythonEnv) -> anyhow::Result<Vec<Service>> {
-    // Later issues add mlflow here.
-    let mut services = vec![mongodb(python)?, moto(python)?];
+    let mut services = vec![mongodb(python)?, moto(python)?, mlflow(python)?];
     // Not every machine can run an engine (it needs root and the docker.io package): the
     // image tests then report the reason as skipped, or fail when NETSEC_REQUIRE_DOCKER=1.
     match docker_registry().and_then(|registry| Ok([registry, dockerd()?])) {
@@ -240,6 +239,27 @@ pub fn moto(python: &PythonEnv) -> anyhow::Result<Service> {
         ("NETSEC_TEST_S3_DENIED_SECRET_ACCESS_KEY".into(), key("denied", 1)),
     ];
     Ok(service)
+}
+
+/// MLflow: its tracking server from the harness's environment, with a SQLite store and
+/// artifacts served through its proxy (`mlflow-artifacts:` URIs), as a hosted server gives them.
+/// Exports NETSEC_TEST_MLFLOW_URI.
+pub fn mlflow(python: &PythonEnv) -> anyhow::Result<Service> {
+    let (port, dir) = (free_port()?, state_dir("mlflow")?);
+    let mut command = mlflow_command(python, port, &dir);
+    let process = spawn_listening("MLflow", &mut command, &dir.join("server.log"), port)?;
+    eprintln!("xtask: started MLflow on 127.0.0.1:{port}");
+    let uri = format!("http://127.0.0.1:{port}");
+    Ok(Service::new("MLflow", process, dir, vec![("NETSEC_TEST_MLFLOW_URI".into(), uri)]))
+}
+
+/// `mlflow server` on `port` keeping its state in `dir` (one worker: this machine has 2 cores).
+fn mlflow_command(python: &PythonEnv, port: u16, dir: &Path) -> Command {
+    let mut command = Command::new(python.bin("mlflow"));
+    command.args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"]);
+    command.arg("--backend-store-uri").arg(format!("sqlite:///{}", dir.join("mlflow.db").display()));
+    command.arg("--artifacts-destination").arg(dir.join("artifacts"));
+    command
 }
 
 /// A fresh folder for a service's state and log, removed when the service stops.
