@@ -78,6 +78,28 @@ impl Run {
             .map(|id| (id.clone(), root.join(&id)))
             .find(|(_, dir)| std::fs::create_dir(dir).is_ok())
             .expect("some run folder name is free");
+        Run::start(id, dir, config, now)
+    }
+
+    /// The run `name` under `root`, started afresh: an earlier run of that name is removed
+    /// first, so that no file of its later stages is mistaken for this run's. Tools that
+    /// rerun stages by name (DVC) need one stable folder.
+    pub fn create_named(root: &Path, name: &str, config: &Config) -> anyhow::Result<Run> {
+        check_run_name(name)?;
+        std::fs::create_dir_all(root).with_context(|| format!("creating the artifacts folder {}", root.display()))?;
+        let dir = root.join(name);
+        if dir.join(MANIFEST).is_file() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing the earlier run {}", dir.display()))?;
+        } else if dir.exists() {
+            return Err(InputError::in_file(&dir, "exists and is not a run folder (it has no manifest)")
+                .hint("choose another run name, or move the folder away")
+                .into());
+        }
+        std::fs::create_dir(&dir).with_context(|| format!("creating the run folder {}", dir.display()))?;
+        Run::start(name.to_string(), dir, config, time::OffsetDateTime::now_utc())
+    }
+
+    fn start(id: String, dir: PathBuf, config: &Config, now: time::OffsetDateTime) -> anyhow::Result<Run> {
         let manifest = Manifest {
             run_id: id,
             created_at: rfc3339(now),
@@ -175,14 +197,33 @@ impl Run {
     }
 }
 
+/// A run name is one folder name that sorts and types well: letters, digits, `.`, `_`, `-`.
+fn check_run_name(name: &str) -> Result<(), InputError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.starts_with('.') || !name.chars().all(allowed) || name.len() > 100 {
+        return Err(InputError::new(format!("{name:?} cannot name a run"))
+            .hint("use up to 100 letters, digits, `.`, `_` or `-`, not starting with `.`"));
+    }
+    Ok(())
+}
+
+/// The most recently created run (named runs sort by their manifest's time, not their name).
 fn latest_run(root: &Path) -> anyhow::Result<String> {
+    #[derive(Deserialize)]
+    struct Created {
+        created_at: String,
+    }
     let entries = std::fs::read_dir(root)
         .map_err(|_| InputError::in_file(root, "no artifacts folder").hint("start a run with `netsec ingest`"))?;
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.path().join(MANIFEST).is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|e| {
+            let text = std::fs::read(e.path().join(MANIFEST)).ok()?;
+            let created: Created = serde_json::from_slice(&text).ok()?;
+            Some((created.created_at, e.file_name().into_string().ok()?))
+        })
         .max()
+        .map(|(_, id)| id)
         .ok_or_else(|| InputError::in_file(root, "no runs yet").hint("start one with `netsec ingest`").into())
 }
 
@@ -286,6 +327,35 @@ mod tests {
         assert!(failed.is_err());
         let names: Vec<_> = std::fs::read_dir(&run.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(!names.iter().any(|n| n.to_string_lossy().contains("c.txt")), "{names:?}");
+    }
+
+    #[test]
+    fn a_named_run_starts_afresh_and_counts_as_the_newest() {
+        let root = tempfile::tempdir().unwrap();
+        let mut named = Run::create_named(root.path(), "dvc", &Config::default()).unwrap();
+        named.write("validation/report.json", |w| w.write_all(b"{}")).unwrap();
+        named.finish_stage("validate", 0.1).unwrap();
+        let timed = Run::create(root.path(), &Config::default()).unwrap();
+        assert_eq!(Run::open(root.path(), None).unwrap().id(), timed.id(), "by creation time, not by name");
+
+        let again = Run::create_named(root.path(), "dvc", &Config::default()).unwrap();
+        assert!(!again.has_stage("validate"));
+        assert!(!again.path("validation").exists(), "no file of the earlier run remains");
+        assert_eq!(Run::open(root.path(), None).unwrap().id(), "dvc");
+    }
+
+    #[test]
+    fn a_run_name_is_one_plain_folder_name_and_never_takes_over_another_folder() {
+        let root = tempfile::tempdir().unwrap();
+        for bad in ["", "../up", "a/b", ".hidden", "spa ce"] {
+            let error = Run::create_named(root.path(), bad, &Config::default()).unwrap_err().to_string();
+            assert!(error.contains("cannot name a run"), "{bad:?}: {error}");
+        }
+        std::fs::create_dir(root.path().join("notes")).unwrap();
+        std::fs::write(root.path().join("notes/keep.txt"), "mine").unwrap();
+        let error = Run::create_named(root.path(), "notes", &Config::default()).unwrap_err().to_string();
+        assert!(error.contains("not a run folder"), "{error}");
+        assert!(root.path().join("notes/keep.txt").is_file());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::artifacts::write_atomic;
 use crate::config::{Config, SplitStrategy};
 use crate::error::InputError;
-use crate::pipeline::{self, Stage, Summary};
+use crate::pipeline::{self, Stage, StageConfig, Summary};
 use crate::schema::Schema;
 use crate::synth::{self, SynthOptions};
 use crate::{predict, store};
@@ -58,11 +58,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read the source, write the feature store and the train/test split into a new run.
-    Ingest {
-        /// How to split (overrides `split.strategy`).
-        #[arg(long, value_enum)]
-        split: Option<SplitStrategy>,
-    },
+    Ingest(NewRunArgs),
     /// Check schema, missing values, duplicates, leakage and drift of a run's split.
     Validate(RunArg),
     /// Fit the KNN imputer on a validated run's train rows and write the model inputs.
@@ -74,11 +70,7 @@ pub enum Command {
     /// Put an accepted model into the store and make it current.
     Push(RunArg),
     /// Run every stage into a new run and print the summary.
-    Pipeline {
-        /// How to split (overrides `split.strategy`).
-        #[arg(long, value_enum)]
-        split: Option<SplitStrategy>,
-    },
+    Pipeline(NewRunArgs),
     /// Data utilities.
     #[command(subcommand)]
     Data(DataCommand),
@@ -117,10 +109,24 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct NewRunArgs {
+    /// How to split (overrides `split.strategy`).
+    #[arg(long, value_enum)]
+    pub split: Option<SplitStrategy>,
+    /// Name the run (default: the UTC time); an earlier run of that name is replaced.
+    #[arg(long, value_name = "NAME")]
+    pub run: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RunArg {
     /// The run (default: the newest).
     #[arg(long)]
     pub run: Option<String>,
+    /// Use the configuration in force now (file, environment, flags) instead of the run's own,
+    /// and record it in the run; refused when it changes what an earlier stage read.
+    #[arg(long)]
+    pub reconfigure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,19 +186,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     config.mongo.database = cli.database.clone().unwrap_or(config.mongo.database);
     config.mongo.collection = cli.collection.clone().unwrap_or(config.mongo.collection);
     let artifacts = config.artifacts.clone();
-    let resume = |stage: Stage, arg: RunArg| {
-        with_spinner(stage.name(), || pipeline::resume(&artifacts, arg.run.as_deref(), stage, cli.store.as_deref()))
+    let resume = |stage: Stage, arg: RunArg, config: Config| {
+        let stage_config = match arg.reconfigure {
+            true => StageConfig::Current(Box::new(config)),
+            false => StageConfig::Recorded { store: cli.store.as_deref() },
+        };
+        with_spinner(stage.name(), || pipeline::resume(&artifacts, arg.run.as_deref(), stage, stage_config))
+    };
+    let start = |command: &str, args: NewRunArgs, config: Config, stages: &[Stage]| {
+        let config = with_split(config, args.split);
+        with_spinner(command, || pipeline::run_new(config, args.run.as_deref(), stages))
     };
     let summary = match cli.command {
-        Command::Ingest { split } => {
-            with_spinner("ingest", || pipeline::run_new(with_split(config, split), &[Stage::Ingest]))?
-        }
-        Command::Validate(arg) => resume(Stage::Validate, arg)?,
-        Command::Transform(arg) => resume(Stage::Transform, arg)?,
-        Command::Train(arg) => resume(Stage::Train, arg)?,
-        Command::Evaluate(arg) => resume(Stage::Evaluate, arg)?,
-        Command::Push(arg) => resume(Stage::Push, arg)?,
-        Command::Pipeline { split } => with_spinner("pipeline", || pipeline::run_all(with_split(config, split)))?,
+        Command::Ingest(args) => start("ingest", args, config, &[Stage::Ingest])?,
+        Command::Validate(arg) => resume(Stage::Validate, arg, config)?,
+        Command::Transform(arg) => resume(Stage::Transform, arg, config)?,
+        Command::Train(arg) => resume(Stage::Train, arg, config)?,
+        Command::Evaluate(arg) => resume(Stage::Evaluate, arg, config)?,
+        Command::Push(arg) => resume(Stage::Push, arg, config)?,
+        Command::Pipeline(args) => start("pipeline", args, config, &Stage::ALL)?,
         Command::Data(DataCommand::Synth { rows, seed, drift, output }) => {
             return synthesize(&config, rows, seed, drift, &output)
         }

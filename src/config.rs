@@ -298,6 +298,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_dvc_pipelines_configuration_is_the_defaults_with_its_data_path() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dvc/netsec.yaml");
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config, Config { source: "data/phishing.csv".into(), ..Config::default() });
+    }
+
+    #[test]
     fn a_file_overrides_only_what_it_names() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("netsec.yaml");

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::artifacts::{Run, MANIFEST};
 use crate::config::Config;
+use crate::error::InputError;
 use crate::source;
 use crate::stages::evaluate::{self, Decision};
 use crate::stages::ingest::{self, IngestReport, Ingested};
@@ -42,6 +43,26 @@ impl Stage {
             Stage::Train => "train",
             Stage::Evaluate => "evaluate",
             Stage::Push => "push",
+        }
+    }
+
+    /// The settings this stage reads, to tell whether a new configuration changes its work.
+    fn reads(self, config: &Config) -> serde_json::Value {
+        let train = &config.train;
+        match self {
+            Stage::Ingest => serde_json::json!([config.source, config.schema, config.split, config.mongo]),
+            Stage::Validate => serde_json::json!(config.validation),
+            Stage::Transform => serde_json::json!(config.transform),
+            Stage::Train => serde_json::json!([
+                train.folds,
+                train.seed,
+                train.expected_score,
+                train.overfit_threshold,
+                train.fail_on_overfit,
+                train.models
+            ]),
+            Stage::Evaluate => serde_json::json!([train.store, train.min_improvement]),
+            Stage::Push => serde_json::json!(train.store),
         }
     }
 
@@ -118,18 +139,22 @@ impl Outputs {
 
 /// Every stage, from the configured source into a new run.
 pub fn run_all(config: Config) -> anyhow::Result<Summary> {
-    run_new(config, &Stage::ALL)
+    run_new(config, None, &Stage::ALL)
 }
 
-/// `stages` (starting with ingest) into a new run. The source is read and checked before the
-/// run folder exists, so bad input leaves no run behind.
-pub fn run_new(config: Config, stages: &[Stage]) -> anyhow::Result<Summary> {
+/// `stages` (starting with ingest) into a new run, named by the time or `name` (which
+/// replaces an earlier run of that name). The source is read and checked before the run
+/// folder exists, so bad input leaves no run behind (and an earlier run of the name intact).
+pub fn run_new(config: Config, name: Option<&str>, stages: &[Stage]) -> anyhow::Result<Summary> {
     let settings = Settings::new(config)?;
     let source = source::open_configured(&settings.config)?;
     let loaded = source.load(&settings.schema, source::Labels::Required)?;
     // The manifest records the configuration, and is uploaded with the run: no password.
     let recorded = Config { source: source::redacted(&settings.config.source), ..settings.config.clone() };
-    let mut run = Run::create(&settings.config.artifacts, &recorded)?;
+    let mut run = match name {
+        Some(name) => Run::create_named(&settings.config.artifacts, name, &recorded)?,
+        None => Run::create(&settings.config.artifacts, &recorded)?,
+    };
     tracing::info!(run = run.id(), source = source.describe(), "pipeline started");
     let mut summary = Summary::default();
     let mut outputs = Outputs::default();
@@ -143,14 +168,29 @@ pub fn run_new(config: Config, stages: &[Stage]) -> anyhow::Result<Summary> {
     Ok(summary.finish(&run))
 }
 
-/// One stage on an existing run (the newest when `run_id` is None), with the configuration
-/// the run was started with so that its manifest stays true; `store` overrides the store.
-pub fn resume(artifacts: &Path, run_id: Option<&str>, stage: Stage, store: Option<&str>) -> anyhow::Result<Summary> {
+/// How a stage run alone on an existing run is configured.
+pub enum StageConfig<'a> {
+    /// As the run was started (so that its manifest stays true), with another store if given.
+    Recorded { store: Option<&'a str> },
+    /// The configuration in force now (file, environment, flags), recorded into the run; refused
+    /// when it changes what an earlier completed stage read. Tools that rerun a stage because
+    /// its parameters changed (DVC) need this.
+    Current(Box<Config>),
+}
+
+/// One stage on an existing run (the newest when `run_id` is None).
+pub fn resume(artifacts: &Path, run_id: Option<&str>, stage: Stage, config: StageConfig) -> anyhow::Result<Summary> {
     let mut run = Run::open(artifacts, run_id)?;
-    let mut config = run.manifest.config.clone();
-    if let Some(store) = store {
-        config.train.store = store.to_string();
-    }
+    let config = match config {
+        StageConfig::Recorded { store } => {
+            let mut config = run.manifest.config.clone();
+            if let Some(store) = store {
+                config.train.store = store.to_string();
+            }
+            config
+        }
+        StageConfig::Current(config) => reconfigure(&mut run, stage, *config)?,
+    };
     let settings = Settings::new(config)?;
     if let Some(previous) = stage.previous() {
         run.require_stage(previous.name())?;
@@ -160,6 +200,26 @@ pub fn resume(artifacts: &Path, run_id: Option<&str>, stage: Stage, store: Optio
     run_stage(&mut run, &settings, stage, &mut outputs, &mut summary)?;
     after_stages(&mut run, &settings, &mut outputs, &mut summary)?;
     Ok(summary.finish(&run))
+}
+
+/// Records `config` as the run's configuration for `stage` and the ones after it, once every
+/// earlier completed stage is found to have read the same settings as before.
+fn reconfigure(run: &mut Run, stage: Stage, config: Config) -> anyhow::Result<Config> {
+    let config = Config { source: source::redacted(&config.source), ..config };
+    let earlier = Stage::ALL.iter().take_while(|&&s| s != stage).filter(|s| run.has_stage(s.name()));
+    for &done in earlier {
+        if done.reads(&run.manifest.config) != done.reads(&config) {
+            return Err(InputError::in_file(
+                &run.dir,
+                format!("the configuration changed what the {} stage read", done.name()),
+            )
+            .hint(format!("run `netsec {}` again first (or `netsec pipeline`)", done.name()))
+            .into());
+        }
+    }
+    run.manifest.config = config.clone();
+    run.save_manifest()?;
+    Ok(config)
 }
 
 /// After the stages of a command: the tracker records the run as far as it got (and sends it
