@@ -399,7 +399,7 @@ fn check_shape(len: usize, n_features: usize) -> Result<(), ImputeError> {
     if n_features == 0 {
         return Err(ImputeError::NoFeatures);
     }
-    if len % n_features != 0 {
+    if !len.is_multiple_of(n_features) {
         return Err(ImputeError::Shape { len, n_features });
     }
     Ok(())

@@ -53,7 +53,8 @@ pub enum ModelFileError {
 
 impl ModelFile {
     pub const KIND: &'static str = "netsec model";
-    pub const FORMAT_VERSION: u32 = 1;
+    /// 2: the ensembles keep only their trees (prediction compiles them; see learn::compiled).
+    pub const FORMAT_VERSION: u32 = 2;
     /// Where [`ModelFile::test_f1`] looks in `metrics`.
     pub const TEST_F1_POINTER: &'static str = "/test/f1";
 
@@ -277,9 +278,14 @@ pub(crate) mod tests {
     #[test]
     fn inconsistent_files_are_refused() {
         let mut file = tiny_model_file();
-        file.format_version = 2;
+        file.format_version = ModelFile::FORMAT_VERSION + 1;
         let error = ModelFile::from_bytes(&file.to_bytes()).unwrap_err();
-        assert!(error.to_string().contains("format version 2 inside an envelope of version 1"), "{error}");
+        let expected = format!(
+            "format version {} inside an envelope of version {}",
+            file.format_version,
+            ModelFile::FORMAT_VERSION
+        );
+        assert!(error.to_string().contains(&expected), "{error}");
         let mut file = tiny_model_file();
         file.preprocessor.features.pop();
         assert!(matches!(ModelFile::from_bytes(&file.to_bytes()), Err(ModelFileError::Inconsistent(_))));

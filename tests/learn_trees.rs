@@ -69,7 +69,7 @@ fn noisy(n: usize, seed: u64) -> Problem {
     let mut p = separable(n, 6, seed);
     let mut state = seed ^ 0xabcd;
     for y in p.labels.iter_mut() {
-        if lcg(&mut state) % 7 == 0 {
+        if lcg(&mut state).is_multiple_of(7) {
             *y ^= 1;
         }
     }
@@ -229,7 +229,7 @@ fn results_do_not_depend_on_the_thread_count() {
     let mut p = separable(5000, 30, 21);
     let mut state = 5;
     for y in p.labels.iter_mut() {
-        if lcg(&mut state) % 5 == 0 {
+        if lcg(&mut state).is_multiple_of(5) {
             *y ^= 1;
         }
     }

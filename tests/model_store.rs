@@ -81,7 +81,7 @@ fn tampered_model_files_are_refused() {
     let damages: [(&str, Damage, &str); 3] = [
         ("flipped", flip_middle_byte, "the checksum does not match"),
         ("truncated", |b| b[..b.len() - 100].to_vec(), "the file is truncated (100 bytes missing)"),
-        ("re-versioned", set_format_version_2, "format version 2 is not supported"),
+        ("re-versioned", set_next_format_version, &format!("format version {} is not supported", NEXT_FORMAT)),
     ];
     for (what, damage, expected) in damages {
         let version = store.put(&ModelFile::from_bytes(&original).unwrap()).unwrap();
@@ -109,11 +109,14 @@ fn flip_middle_byte(bytes: &[u8]) -> Vec<u8> {
     damaged
 }
 
+/// A format version this build does not know yet.
+const NEXT_FORMAT: u32 = ModelFile::FORMAT_VERSION + 1;
+
 /// Rewrites the envelope's format version (after the magic, the kind's length and the kind).
-fn set_format_version_2(bytes: &[u8]) -> Vec<u8> {
+fn set_next_format_version(bytes: &[u8]) -> Vec<u8> {
     let mut damaged = bytes.to_vec();
     let at = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    damaged[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+    damaged[at..at + 4].copy_from_slice(&NEXT_FORMAT.to_le_bytes());
     damaged
 }
 

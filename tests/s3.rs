@@ -93,14 +93,22 @@ fn a_second_push_uploads_only_the_files_that_changed() {
         "{first} {files}"
     );
 
+    let listed = |manifest: &[u8]| -> Value { serde_json::from_slice::<Value>(manifest).unwrap()["files"].clone() };
+    let before = listed(&std::fs::read(run_dir.join("manifest.json")).unwrap());
     let again: Value = serde_json::from_slice(
         &succeed(&mut netsec(dir.path(), &["--log-format", "json", "push", "--run", run_id, "--store", &store])).stdout,
     )
     .unwrap();
     let second = &again["push"]["artifacts"];
-    // The push rewrote its result and the manifest; nothing else changed.
-    assert_eq!(second["uploaded"], 2, "{second}");
-    assert_eq!(second["unchanged"].as_u64().unwrap() + 2, first["uploaded"].as_u64().unwrap());
+    // The push rewrote its result, the tracker its record, and the manifest (not listed in
+    // itself) changed: exactly those are sent again.
+    let after = listed(&std::fs::read(run_dir.join("manifest.json")).unwrap());
+    let rewritten =
+        after.as_object().unwrap().iter().filter(|(name, file)| before.get(name.as_str()) != Some(file)).count();
+    assert!(rewritten >= 2, "the push result and the run record change: {after}");
+    let uploaded = second["uploaded"].as_u64().unwrap();
+    assert_eq!(uploaded, rewritten as u64 + 1, "{second}");
+    assert_eq!(second["unchanged"].as_u64().unwrap() + uploaded, first["uploaded"].as_u64().unwrap());
     let manifest = s3.block_on(s3.get(&bucket, &format!("artifacts/{run_id}/manifest.json"))).unwrap().unwrap();
     assert_eq!(manifest, std::fs::read(run_dir.join("manifest.json")).unwrap());
     let head = s3.block_on(s3.head(&bucket, &format!("artifacts/{run_id}/train/model.bin"))).unwrap().unwrap();

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::compiled::{Compiled, CompiledCache};
 use super::criterion::{Criterion, Task};
 use super::data::Prepared;
 use super::error::{LearnError, Result};
@@ -37,6 +38,8 @@ pub struct AdaBoost {
     n_features: usize,
     trees: Vec<Tree>,
     weights: Vec<f64>,
+    #[serde(skip)]
+    compiled: CompiledCache,
 }
 
 impl AdaBoost {
@@ -76,11 +79,16 @@ impl AdaBoost {
     /// The model of the first `n` trees: what fitting with `n_estimators = n` gives.
     pub fn truncated(&self, n: usize) -> Self {
         let n = n.clamp(1, self.trees.len());
-        AdaBoost { n_features: self.n_features, trees: self.trees[..n].to_vec(), weights: self.weights[..n].to_vec() }
+        AdaBoost {
+            n_features: self.n_features,
+            trees: self.trees[..n].to_vec(),
+            weights: self.weights[..n].to_vec(),
+            compiled: CompiledCache::default(),
+        }
     }
 
     fn ensemble(&self) -> Ensemble<'_> {
-        Ensemble { trees: &self.trees, weights: &self.weights, conditions: None, n_features: self.n_features }
+        Ensemble { compiled: self.compiled.get_or_build(|| Compiled::new(&self.trees, &self.weights, self.n_features)) }
     }
 
     /// scikit-learn's decision function: the weighted vote, normalised by the total weight.
@@ -160,7 +168,7 @@ impl<'a> Boosting<'a> {
                 break;
             }
         }
-        Ok(AdaBoost { n_features: self.data.n_features(), trees, weights })
+        Ok(AdaBoost { n_features: self.data.n_features(), trees, weights, compiled: CompiledCache::default() })
     }
 
     /// scikit-learn keeps every positive weight at least machine epsilon.

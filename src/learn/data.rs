@@ -26,7 +26,7 @@ pub struct Samples<'a> {
 impl<'a> Samples<'a> {
     /// Checks shapes, labels and values: every feature must be finite.
     pub fn new(rows: &'a [f32], n_features: usize, labels: &'a [u8]) -> Result<Self> {
-        if n_features == 0 || n_features > MAX_FEATURES || rows.len() % n_features != 0 {
+        if n_features == 0 || n_features > MAX_FEATURES || !rows.len().is_multiple_of(n_features) {
             return Err(LearnError::Shape { len: rows.len(), n_features });
         }
         let n = rows.len() / n_features;

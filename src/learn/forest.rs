@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::compiled::{Compiled, CompiledCache};
 use super::criterion::{Criterion, Task};
 use super::data::Prepared;
 use super::error::Result;
@@ -12,7 +13,6 @@ use super::grow::{grow_tree, GrowParams, TreeRows, Workspace};
 use super::params::{check_estimators, MaxFeatures, Shape};
 use super::predict::Ensemble;
 use super::seed::{self, stream};
-use super::sweep::Conditions;
 use super::tree::Tree;
 
 /// Parameters, with scikit-learn's defaults.
@@ -50,10 +50,8 @@ impl Default for RandomForestParams {
 pub struct RandomForest {
     n_features: usize,
     trees: Vec<Tree>,
-    /// The trees' conditions, for sweeping batches (None when there are too many).
-    conditions: Option<Conditions>,
-    /// A weight of 1 per tree: the mean is taken after the sum, as scikit-learn does.
-    ones: Vec<f64>,
+    #[serde(skip)]
+    compiled: CompiledCache,
 }
 
 impl RandomForest {
@@ -75,19 +73,14 @@ impl RandomForest {
         Ok(Self::from_trees(data.n_features(), trees))
     }
 
-    fn from_trees(n_features: usize, mut trees: Vec<Tree>) -> Self {
-        let conditions = Conditions::assign(&mut trees);
-        let ones = vec![1.0; trees.len()];
-        RandomForest { n_features, trees, conditions, ones }
+    fn from_trees(n_features: usize, trees: Vec<Tree>) -> Self {
+        RandomForest { n_features, trees, compiled: CompiledCache::default() }
     }
 
     fn ensemble(&self) -> Ensemble<'_> {
-        Ensemble {
-            trees: &self.trees,
-            weights: &self.ones,
-            conditions: self.conditions.as_ref(),
-            n_features: self.n_features,
-        }
+        // A weight of 1 per tree: the mean is taken after the sum, as scikit-learn does.
+        let ones = || vec![1.0; self.trees.len()];
+        Ensemble { compiled: self.compiled.get_or_build(|| Compiled::new(&self.trees, &ones(), self.n_features)) }
     }
 
     pub fn n_features(&self) -> usize {

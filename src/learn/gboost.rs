@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::compiled::{Compiled, CompiledCache};
 use super::criterion::Task;
 use super::data::Prepared;
 use super::error::{LearnError, Result};
@@ -74,6 +75,8 @@ pub struct GradientBoosting {
     trees: Vec<Tree>,
     /// The learning rate once per tree.
     rates: Vec<f64>,
+    #[serde(skip)]
+    compiled: CompiledCache,
 }
 
 impl GradientBoosting {
@@ -92,11 +95,12 @@ impl GradientBoosting {
             learning_rate: params.learning_rate,
             rates: vec![params.learning_rate; trees.len()],
             trees,
+            compiled: CompiledCache::default(),
         })
     }
 
     fn ensemble(&self) -> Ensemble<'_> {
-        Ensemble { trees: &self.trees, weights: &self.rates, conditions: None, n_features: self.n_features }
+        Ensemble { compiled: self.compiled.get_or_build(|| Compiled::new(&self.trees, &self.rates, self.n_features)) }
     }
 
     pub fn n_features(&self) -> usize {

@@ -425,7 +425,7 @@ impl<'a, 'r, const L: usize> Builder<'a, 'r, L> {
 
     fn split(&mut self, id: usize, frame: Frame<L>, s: Split<L>, hist: Hist<L>, stack: &mut Vec<Frame<L>>) {
         let threshold = self.data.feature_bins(s.feature).threshold(s.bin, s.right_bin);
-        self.nodes[id] = Node { feature: s.feature as u16, cond: 0, threshold, children: [0, 0] };
+        self.nodes[id] = Node { feature: s.feature as u16, threshold, children: [0, 0] };
         self.split_bins[id] = s.bin as u8;
         let mid = partition(
             self.data.column(s.feature),

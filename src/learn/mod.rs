@@ -2,10 +2,10 @@
 //!
 //! smartcore's classifier trees lose most cuts on ternary features, so the tree family is
 //! ours: features are binned once ([`binning`]), identical rows merged into weighted rows
-//! ([`data`]), and one histogram learner ([`grow`]) grows every tree, stored flat for fast
-//! prediction ([`tree`]). On it: [`DecisionTree`], [`RandomForest`], [`GradientBoosting`]
-//! (log-loss) and [`AdaBoost`] (SAMME), with scikit-learn's defaults and semantics; logistic
-//! regression comes from smartcore ([`Logistic`]).
+//! ([`data`]), and one histogram learner ([`grow`]) grows every tree, stored flat ([`tree`])
+//! and compiled for prediction ([`compiled`]). On it: [`DecisionTree`], [`RandomForest`],
+//! [`GradientBoosting`] (log-loss) and [`AdaBoost`] (SAMME), with scikit-learn's defaults and
+//! semantics; logistic regression comes from smartcore ([`Logistic`]).
 //!
 //! ```
 //! use netsec::learn::{Classifier, ModelConfig, Prepared, Samples};
@@ -21,6 +21,7 @@
 
 pub mod adaboost;
 pub mod binning;
+pub mod compiled;
 pub mod criterion;
 pub mod data;
 pub mod decision_tree;
@@ -35,7 +36,6 @@ pub mod packing;
 pub mod params;
 pub mod predict;
 pub mod seed;
-pub mod sweep;
 pub mod tree;
 
 pub use adaboost::{AdaBoost, AdaBoostParams};

@@ -1,6 +1,7 @@
 //! Prediction over many trees: weighted sums of tree outputs, for a batch (in parallel over
-//! blocks of rows), staged (after the first `k` trees for several `k` at once), and for a
-//! single row (walking several trees in turn to overlap their memory latency).
+//! blocks of rows, each block walking one tree after the other so that the tree stays in
+//! cache), staged (after the first `k` trees for several `k` at once), and for a single row.
+//! The walking itself is [`super::compiled`]'s.
 //!
 //! Large batches are first reduced to their distinct rows: identical rows get identical
 //! outputs, and real batches of this data repeat rows a lot.
@@ -10,20 +11,16 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use rayon::prelude::*;
 
-use super::sweep::{first_rows, sweep, Conditions, Scratch, BLOCK_ROWS};
-use super::tree::Tree;
+use super::compiled::Compiled;
 
-/// Rows per parallel task: enough to amortise the scheduling, few enough to stay in cache
-/// while every tree walks them.
-const CHUNK_ROWS: usize = 64;
-
-/// Trees walked together for one row.
-const TREE_GROUP: usize = 8;
+/// Rows per parallel task: enough to amortise the scheduling and a tree's trip into cache,
+/// few enough that the block's signatures and sums stay in L1.
+const BLOCK_ROWS: usize = 128;
 
 /// Panics unless `rows` is a whole number of rows of `n_features`.
 pub fn check_rows(rows: &[f32], n_features: usize) {
     assert!(
-        n_features > 0 && rows.len() % n_features == 0,
+        n_features > 0 && rows.len().is_multiple_of(n_features),
         "{} values is not a whole number of rows of {} features",
         rows.len(),
         n_features
@@ -41,32 +38,30 @@ const DEDUP_MIN_ROWS: usize = 512;
 /// Trees whose outputs are summed with weights: the prediction of every tree model.
 #[derive(Clone, Copy)]
 pub struct Ensemble<'a> {
-    pub trees: &'a [Tree],
-    pub weights: &'a [f64],
-    /// The forest's conditions, to sweep blocks of rows instead of walking rows.
-    pub conditions: Option<&'a Conditions>,
-    pub n_features: usize,
+    pub compiled: &'a Compiled,
 }
 
 impl Ensemble<'_> {
     /// `sum_t weights[t] * tree_t(row)` for every row of row-major `rows`.
     pub fn sums(&self, rows: &[f32]) -> Vec<f64> {
-        check_rows(rows, self.n_features);
-        if rows.len() == self.n_features {
-            return vec![self.row_sum(rows)];
+        let n_features = self.compiled.n_features();
+        check_rows(rows, n_features);
+        if rows.len() == n_features {
+            return vec![self.compiled.row_sum(rows)];
         }
-        self.staged_sums(rows, &[self.trees.len()]).pop().unwrap_or_default()
+        self.staged_sums(rows, &[self.compiled.n_trees()]).pop().unwrap_or_default()
     }
 
     /// The weighted sums after the first `stages[i]` trees (capped at the number of trees),
     /// for every stage and row, from one pass over the trees.
     pub fn staged_sums(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        check_rows(rows, self.n_features);
-        let n = rows.len() / self.n_features;
+        let n_features = self.compiled.n_features();
+        check_rows(rows, n_features);
+        let n = rows.len() / n_features;
         if n >= DEDUP_MIN_ROWS {
-            let (distinct, index) = distinct_rows(rows, self.n_features);
+            let (distinct, index) = distinct_rows(rows, n_features);
             // Worth it only when a tenth of the rows or more are repeats.
-            if distinct.len() / self.n_features * 10 <= n * 9 {
+            if distinct.len() / n_features * 10 <= n * 9 {
                 let sums = self.all_blocks(&distinct, stages);
                 return sums.iter().map(|s| index.iter().map(|&i| s[i as usize]).collect()).collect();
             }
@@ -76,10 +71,9 @@ impl Ensemble<'_> {
 
     /// The staged sums of every row, in parallel over blocks of rows.
     fn all_blocks(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let block = if self.conditions.is_some() { BLOCK_ROWS } else { CHUNK_ROWS };
-        let n = rows.len() / self.n_features;
-        let parts: Vec<Vec<Vec<f64>>> = if n > block {
-            rows.par_chunks(block * self.n_features).map(|b| self.block(b, stages)).collect()
+        let n_features = self.compiled.n_features();
+        let parts: Vec<Vec<Vec<f64>>> = if rows.len() > BLOCK_ROWS * n_features {
+            rows.par_chunks(BLOCK_ROWS * n_features).map(|b| self.block(b, stages)).collect()
         } else {
             vec![self.block(rows, stages)]
         };
@@ -88,53 +82,23 @@ impl Ensemble<'_> {
 
     /// The staged sums of one block of rows: trees in order, a snapshot at each stage.
     fn block(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let n = rows.len() / self.n_features;
-        let mut masks = Vec::new();
-        if let Some(c) = self.conditions {
-            c.masks(rows, self.n_features, &mut masks);
-        }
-        let mut stack = Scratch::default();
-        let mut add = |t: usize, acc: &mut [f64]| match self.conditions {
-            Some(_) => sweep(&self.trees[t], &masks, first_rows(n), self.weights[t], acc, &mut stack),
-            None => self.trees[t].add_to(rows, self.n_features, self.weights[t], acc),
-        };
+        let n = rows.len() / self.compiled.n_features();
+        let mut signatures = Vec::with_capacity(n * self.compiled.words());
+        self.compiled.signatures(rows, &mut signatures);
         let mut out = vec![Vec::new(); stages.len()];
         let mut acc = vec![0.0; n];
         let mut done = 0;
         let mut order: Vec<usize> = (0..stages.len()).collect();
         order.sort_by_key(|&s| stages[s]);
         for s in order {
-            let upto = stages[s].min(self.trees.len());
+            let upto = stages[s].min(self.compiled.n_trees());
             for t in done..upto.max(done) {
-                add(t, &mut acc);
+                self.compiled.add_tree_to(t, &signatures, &mut acc);
             }
             done = done.max(upto);
             out[s] = acc.clone();
         }
         out
-    }
-
-    /// The weighted sum for one row, walking `TREE_GROUP` trees in turn until none moves.
-    pub fn row_sum(&self, row: &[f32]) -> f64 {
-        let mut sum = 0.0;
-        for (group, ws) in self.trees.chunks(TREE_GROUP).zip(self.weights.chunks(TREE_GROUP)) {
-            let mut idx = [0u32; TREE_GROUP];
-            loop {
-                let mut moved = false;
-                for (i, tree) in idx.iter_mut().zip(group) {
-                    let next = tree.nodes()[*i as usize].next(row);
-                    moved |= next != *i;
-                    *i = next;
-                }
-                if !moved {
-                    break;
-                }
-            }
-            for ((i, tree), w) in idx.iter().zip(group).zip(ws) {
-                sum += w * tree.values()[*i as usize];
-            }
-        }
-        sum
     }
 }
 
@@ -201,29 +165,61 @@ impl Hasher for FxHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::learn::tree::Node;
+    use crate::learn::tree::{Node, Tree};
 
     fn stump(feature: u16, lo: f64, hi: f64) -> Tree {
-        let nodes = vec![Node { feature, cond: 0, threshold: 0.5, children: [1, 2] }, Node::leaf(1), Node::leaf(2)];
+        let nodes = vec![Node { feature, threshold: 0.5, children: [1, 2] }, Node::leaf(1), Node::leaf(2)];
         Tree::new(nodes, vec![0.0, lo, hi], 1)
     }
 
+    /// x0 <= 0.5 ? (x1 <= -0.5 ? a : b) : c, with leaves reached down both sides.
+    fn deeper(a: f64, b: f64, c: f64) -> Tree {
+        let nodes = vec![
+            Node { feature: 0, threshold: 0.5, children: [1, 4] },
+            Node { feature: 1, threshold: -0.5, children: [2, 3] },
+            Node::leaf(2),
+            Node::leaf(3),
+            Node::leaf(4),
+        ];
+        Tree::new(nodes, vec![0.0, 0.0, a, b, c], 2)
+    }
+
     #[test]
-    fn staged_sums_match_prefix_sums_walked_or_swept() {
-        let mut trees: Vec<Tree> = (0..20).map(|t| stump(t % 2, t as f64, -(t as f64))).collect();
-        let conds = Conditions::assign(&mut trees).unwrap();
+    fn staged_sums_match_prefix_sums_and_walking_the_fitted_trees() {
+        let trees: Vec<Tree> = (0..20)
+            .map(|t| if t % 3 == 0 { deeper(t as f64, 0.5, -1.0) } else { stump(t % 2, t as f64, -(t as f64)) })
+            .collect();
         let weights: Vec<f64> = (0..20).map(|t| 1.0 + t as f64 / 10.0).collect();
-        let rows: Vec<f32> = (0..1000).flat_map(|i| [(i % 2) as f32, (i % 3 / 2) as f32]).collect();
-        for conditions in [None, Some(&conds)] {
-            let e = Ensemble { trees: &trees, weights: &weights, conditions, n_features: 2 };
-            let staged = e.staged_sums(&rows, &[20, 3, 99]);
-            for (s, &k) in [20usize, 3, 20].iter().enumerate() {
-                let prefix = Ensemble { trees: &trees[..k], weights: &weights[..k], ..e };
-                for r in 0..1000 {
-                    assert_eq!(staged[s][r], prefix.row_sum(&rows[2 * r..2 * r + 2]));
-                }
+        let rows: Vec<f32> = (0..1000).flat_map(|i| [(i % 3) as f32 - 1.0, (i % 5 / 2) as f32 - 1.0]).collect();
+        let compiled = Compiled::new(&trees, &weights, 2);
+        let e = Ensemble { compiled: &compiled };
+        let staged = e.staged_sums(&rows, &[20, 3, 99]);
+        for (s, &k) in [20usize, 3, 20].iter().enumerate() {
+            let prefix = Compiled::new(&trees[..k], &weights[..k], 2);
+            for r in 0..1000 {
+                let row = &rows[2 * r..2 * r + 2];
+                let walked = trees[..k].iter().zip(&weights).fold(0.0, |sum, (t, w)| sum + w * t.predict_row(row));
+                assert_eq!(staged[s][r], walked);
+                assert_eq!(prefix.row_sum(row), walked);
             }
-            assert_eq!(e.sums(&rows), staged[0]);
+        }
+        assert_eq!(e.sums(&rows), staged[0]);
+    }
+
+    #[test]
+    fn signatures_of_many_words_walk_as_one_word_does() {
+        // 70 features with a split each: 70 conditions, two signature words.
+        let trees: Vec<Tree> = (0..70).map(|f| stump(f, f as f64, -(f as f64))).collect();
+        let weights = vec![1.0; 70];
+        let compiled = Compiled::new(&trees, &weights, 70);
+        assert_eq!(compiled.words(), 2);
+        let rows: Vec<f32> = (0..70 * 300).map(|i| ((i * 7 + i / 70) % 3) as f32 - 1.0).collect();
+        let sums = Ensemble { compiled: &compiled }.sums(&rows);
+        for (r, sum) in sums.iter().enumerate() {
+            let row = &rows[70 * r..70 * (r + 1)];
+            let walked = trees.iter().fold(0.0, |s, t| s + t.predict_row(row));
+            assert_eq!(*sum, walked);
+            assert_eq!(compiled.row_sum(row), walked);
         }
     }
 }

@@ -69,8 +69,15 @@ pub fn shared_dir() -> PathBuf {
 
 /// Runs a command to completion, failing with its name when it fails.
 pub fn run_command(command: &mut std::process::Command) -> anyhow::Result<()> {
-    let status = command.status().map_err(|e| anyhow::anyhow!("cannot start {command:?}: {e}"))?;
-    anyhow::ensure!(status.success(), "{command:?} failed ({status})");
+    // Named by program and arguments only: a Command's Debug form lists the environment it
+    // was given, and that holds the services' credentials.
+    let shown = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status = command.status().map_err(|e| anyhow::anyhow!("cannot start {shown}: {e}"))?;
+    anyhow::ensure!(status.success(), "{shown} failed ({status})");
     Ok(())
 }
 

@@ -27,13 +27,21 @@ impl Service {
 
 /// Stops a process: SIGTERM first so it can flush; the harness does not wait long.
 fn terminate(mut process: Child) {
-    unsafe { libc::kill(process.id() as i32, libc::SIGTERM) };
+    // Every service runs in a process group of its own (`own_group`): the signal goes to the
+    // group, so the workers a server forks (MLflow's uvicorn and job consumers) stop with it.
+    let group = -(process.id() as i32);
+    unsafe { libc::kill(group, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && matches!(process.try_wait(), Ok(None)) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = process.kill();
+    unsafe { libc::kill(group, libc::SIGKILL) };
     let _ = process.wait();
+}
+
+/// Starts `command` as the leader of a new process group, for [`terminate`].
+fn own_group(command: &mut Command) -> &mut Command {
+    std::os::unix::process::CommandExt::process_group(command, 0)
 }
 
 impl Drop for Service {
@@ -83,8 +91,9 @@ pub fn dockerd() -> anyhow::Result<Service> {
     let log = dir.join("dockerd.log");
     let file = std::fs::File::create(&log)?;
     command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
-    let process =
-        command.spawn().map_err(|e| anyhow::anyhow!("cannot start dockerd (apt-get install docker.io): {e}"))?;
+    let process = own_group(&mut command)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start dockerd (apt-get install docker.io): {e}"))?;
     let mut service = Service::new("dockerd", process, dir, Vec::new());
     wait_for_engine(&socket, Duration::from_secs(60))
         .map_err(|e| anyhow::anyhow!("{e} (its log: {})", log.display()))?;
@@ -275,7 +284,7 @@ fn state_dir(name: &str) -> anyhow::Result<PathBuf> {
 fn spawn_listening(name: &str, command: &mut Command, log: &Path, port: u16) -> anyhow::Result<Child> {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
-    let process = command.spawn().map_err(|e| anyhow::anyhow!("cannot start {command:?}: {e}"))?;
+    let process = own_group(command).spawn().map_err(|e| anyhow::anyhow!("cannot start {command:?}: {e}"))?;
     if let Err(error) = wait_for_port(name, port, Duration::from_secs(60)) {
         terminate(process);
         anyhow::bail!("{error} (its log: {})", log.display());

@@ -8,7 +8,7 @@ pub fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     let python = python::ensure()?;
     let services = services::start_all(&python)?;
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.current_dir(project_root()).args(["test", "--workspace"]).args(cargo_args);
+    command.current_dir(project_root()).args(["test", "--workspace", "--no-fail-fast"]).args(cargo_args);
     command.env("NETSEC_PYTHON", &python.python);
     for service in &services {
         command.envs(service.env.iter().map(|(k, v)| (k, v)));
