@@ -197,12 +197,3 @@ fn the_report_renders_its_charts_in_headless_chromium() {
         (fields.next().unwrap().parse().unwrap(), fields.next().unwrap().parse().unwrap());
     assert!(colors > 20 && inked > 0.02, "the screenshot looks blank: {colors} colours, {inked} of it not white");
 }
-
-/// Recording is a small part of a run, even in a debug build (release: milliseconds).
-#[test]
-fn recording_takes_milliseconds() {
-    let dir = tempfile::tempdir().unwrap();
-    let summary = pipeline(dir.path(), &[]);
-    let seconds = summary["tracking"]["seconds"].as_f64().unwrap();
-    assert!(seconds < 1.0, "recording took {seconds} s");
-}

@@ -142,6 +142,8 @@ impl Drop for TestServer {
 }
 
 pub fn client() -> reqwest::blocking::Client {
+    // netsec builds reqwest without a crypto provider (it picks ring itself); so do the tests.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 

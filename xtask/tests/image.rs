@@ -195,13 +195,20 @@ impl Drop for Container {
     }
 }
 
+/// A client for the container's HTTP port. Built in a workspace, reqwest has netsec's
+/// `rustls-no-provider` feature, so a crypto provider must be installed first (ring, as netsec).
+fn http_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::new()
+}
+
 fn free_addr() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 fn wait_ready(url: &str, container: &Container) {
     let started = Instant::now();
-    let client = reqwest::blocking::Client::new();
+    let client = http_client();
     while client.get(format!("{url}/ready")).send().map(|r| r.status().as_u16()).ok() != Some(200) {
         assert!(started.elapsed() < Duration::from_secs(30), "not ready within 30 s:\n{}", container.logs());
         std::thread::sleep(Duration::from_millis(50));
@@ -259,7 +266,7 @@ fn the_container_serves_and_scores_a_csv_as_netsec_predict_does() {
         .take(21)
         .map(|l| format!("{l}\n"))
         .collect();
-    let answer = reqwest::blocking::Client::new()
+    let answer = http_client()
         .post(format!("{url}/predict"))
         .header("Content-Type", "text/csv")
         .header("Accept", "text/csv")
@@ -319,7 +326,7 @@ fn run_waits_for_ready_and_shows_the_log_of_a_failed_start() {
     let docker = docker(&host);
     let container = Container { docker: docker.clone(), id: format!("netsec-{}", addr.rsplit(':').next().unwrap()) };
     assert!(text(&output.stdout).contains(&format!("running at http://{addr}")), "{}", text(&output.stdout));
-    let ready = reqwest::blocking::get(format!("http://{addr}/ready")).unwrap();
+    let ready = http_client().get(format!("http://{addr}/ready")).send().unwrap();
     assert_eq!(ready.status().as_u16(), 200);
     drop(container);
 
@@ -337,7 +344,7 @@ fn registry() -> (String, String, String) {
 }
 
 fn registry_get(url: &str, user: &str, password: &str) -> Vec<u8> {
-    let answer = reqwest::blocking::Client::new()
+    let answer = http_client()
         .get(url)
         .basic_auth(user, Some(password))
         .header("Accept", "application/vnd.docker.distribution.manifest.v2+json")
