@@ -39,6 +39,19 @@ fn terminate(mut process: Child) {
     let _ = process.wait();
 }
 
+/// Detaches whatever is still mounted under `dir` (dockerd leaves its default network
+/// namespace mounted in its exec root, and a mount point cannot be removed).
+fn unmount_below(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else { return };
+    for point in mounts.lines().filter_map(|line| line.split(' ').nth(1)) {
+        if Path::new(point).starts_with(dir) {
+            if let Ok(point) = std::ffi::CString::new(point) {
+                unsafe { libc::umount2(point.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
 /// Starts `command` as the leader of a new process group, for [`terminate`].
 fn own_group(command: &mut Command) -> &mut Command {
     std::os::unix::process::CommandExt::process_group(command, 0)
@@ -49,6 +62,7 @@ impl Drop for Service {
         let Some(process) = self.process.take() else { return };
         terminate(process);
         if let Some(dir) = self.state_dir.take() {
+            unmount_below(&dir);
             let _ = std::fs::remove_dir_all(dir);
         }
         eprintln!("xtask: stopped {}", self.name);
