@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod html;
 pub mod impute;
 pub mod learn;
 pub mod load_data;

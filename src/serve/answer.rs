@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::reload::ServedModel;
 use crate::dataset::Dataset;
+use crate::html::escape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -174,22 +175,6 @@ fn html(model: &ServedModel, data: &Dataset, predictions: &[(i64, f64)]) -> Vec<
         out.extend_from_slice(b"</td></tr>");
     }
     out.extend_from_slice(b"</tbody></table></body></html>\n");
-    out
-}
-
-/// HTML text escaping.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
-use super::answer::escape;
+use crate::html::escape;
 use crate::schema::Schema;
 
 pub async fn spec() -> impl IntoResponse {
