@@ -66,7 +66,7 @@ pub struct Run {
 impl Run {
     /// A new run folder under `root`, named by the UTC time so that names sort by age.
     pub fn create(root: &Path, config: &Config) -> anyhow::Result<Run> {
-        std::fs::create_dir_all(root).with_context(|| format!("creating the artifacts folder {}", root.display()))?;
+        create_root(root)?;
         let now = time::OffsetDateTime::now_utc();
         let stamp = now
             .format(time::macros::format_description!(
@@ -86,7 +86,7 @@ impl Run {
     /// rerun stages by name (DVC) need one stable folder.
     pub fn create_named(root: &Path, name: &str, config: &Config) -> anyhow::Result<Run> {
         check_run_name(name)?;
-        std::fs::create_dir_all(root).with_context(|| format!("creating the artifacts folder {}", root.display()))?;
+        create_root(root)?;
         let dir = root.join(name);
         if dir.join(MANIFEST).is_file() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing the earlier run {}", dir.display()))?;
@@ -195,6 +195,10 @@ impl Run {
         write_atomic(&self.path(MANIFEST), |w| w.write_all(&json))?;
         Ok(())
     }
+}
+
+fn create_root(root: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating the artifacts folder {}", root.display()))
 }
 
 /// A run name is one folder name that sorts and types well: letters, digits, `.`, `_`, `-`.

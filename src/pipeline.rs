@@ -150,7 +150,7 @@ pub fn run_new(config: Config, name: Option<&str>, stages: &[Stage]) -> anyhow::
     let source = source::open_configured(&settings.config)?;
     let loaded = source.load(&settings.schema, source::Labels::Required)?;
     // The manifest records the configuration, and is uploaded with the run: no password.
-    let recorded = Config { source: source::redacted(&settings.config.source), ..settings.config.clone() };
+    let recorded = as_recorded(settings.config.clone());
     let mut run = match name {
         Some(name) => Run::create_named(&settings.config.artifacts, name, &recorded)?,
         None => Run::create(&settings.config.artifacts, &recorded)?,
@@ -202,10 +202,15 @@ pub fn resume(artifacts: &Path, run_id: Option<&str>, stage: Stage, config: Stag
     Ok(summary.finish(&run))
 }
 
+/// The configuration as a run records it (and uploads it): the source without its password.
+fn as_recorded(config: Config) -> Config {
+    Config { source: source::redacted(&config.source), ..config }
+}
+
 /// Records `config` as the run's configuration for `stage` and the ones after it, once every
 /// earlier completed stage is found to have read the same settings as before.
 fn reconfigure(run: &mut Run, stage: Stage, config: Config) -> anyhow::Result<Config> {
-    let config = Config { source: source::redacted(&config.source), ..config };
+    let config = as_recorded(config);
     let earlier = Stage::ALL.iter().take_while(|&&s| s != stage).filter(|s| run.has_stage(s.name()));
     for &done in earlier {
         if done.reads(&run.manifest.config) != done.reads(&config) {

@@ -11,7 +11,7 @@ use super::data::Prepared;
 use super::error::{LearnError, Result};
 use super::grow::{grow_tree, GrowParams, Grown, TreeRows, Workspace};
 use super::params::{check_estimators, check_learning_rate, MaxFeatures, Shape};
-use super::predict::{sigmoid, Ensemble};
+use super::predict::sigmoid;
 use super::seed::{self, stream};
 use super::tree::Tree;
 
@@ -87,8 +87,8 @@ impl AdaBoost {
         }
     }
 
-    fn ensemble(&self) -> Ensemble<'_> {
-        Ensemble { compiled: self.compiled.get_or_build(|| Compiled::new(&self.trees, &self.weights, self.n_features)) }
+    fn ensemble(&self) -> &Compiled {
+        self.compiled.get_or_build(|| Compiled::new(&self.trees, &self.weights, self.n_features))
     }
 
     /// scikit-learn's decision function: the weighted vote, normalised by the total weight.

@@ -11,7 +11,6 @@ use super::data::Prepared;
 use super::error::Result;
 use super::grow::{grow_tree, GrowParams, TreeRows, Workspace};
 use super::params::{check_estimators, MaxFeatures, Shape};
-use super::predict::Ensemble;
 use super::seed::{self, stream};
 use super::tree::Tree;
 
@@ -77,10 +76,10 @@ impl RandomForest {
         RandomForest { n_features, trees, compiled: CompiledCache::default() }
     }
 
-    fn ensemble(&self) -> Ensemble<'_> {
+    fn ensemble(&self) -> &Compiled {
         // A weight of 1 per tree: the mean is taken after the sum, as scikit-learn does.
         let ones = || vec![1.0; self.trees.len()];
-        Ensemble { compiled: self.compiled.get_or_build(|| Compiled::new(&self.trees, &ones(), self.n_features)) }
+        self.compiled.get_or_build(|| Compiled::new(&self.trees, &ones(), self.n_features))
     }
 
     pub fn n_features(&self) -> usize {

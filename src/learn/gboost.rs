@@ -13,7 +13,7 @@ use super::data::Prepared;
 use super::error::{LearnError, Result};
 use super::grow::{grow_tree, GrowParams, Grown, Regression, TreeRows, Workspace};
 use super::params::{check_estimators, check_learning_rate, param, MaxFeatures, Shape};
-use super::predict::{sigmoid, Ensemble};
+use super::predict::sigmoid;
 use super::seed::{self, stream};
 use super::tree::Tree;
 
@@ -99,8 +99,8 @@ impl GradientBoosting {
         })
     }
 
-    fn ensemble(&self) -> Ensemble<'_> {
-        Ensemble { compiled: self.compiled.get_or_build(|| Compiled::new(&self.trees, &self.rates, self.n_features)) }
+    fn ensemble(&self) -> &Compiled {
+        self.compiled.get_or_build(|| Compiled::new(&self.trees, &self.rates, self.n_features))
     }
 
     pub fn n_features(&self) -> usize {

@@ -35,27 +35,22 @@ pub fn sigmoid(x: f64) -> f64 {
 /// Batches from this size on are reduced to distinct rows first.
 const DEDUP_MIN_ROWS: usize = 512;
 
-/// Trees whose outputs are summed with weights: the prediction of every tree model.
-#[derive(Clone, Copy)]
-pub struct Ensemble<'a> {
-    pub compiled: &'a Compiled,
-}
-
-impl Ensemble<'_> {
+/// The sums of every tree model: the compiled ensemble over batches of rows.
+impl Compiled {
     /// `sum_t weights[t] * tree_t(row)` for every row of row-major `rows`.
     pub fn sums(&self, rows: &[f32]) -> Vec<f64> {
-        let n_features = self.compiled.n_features();
+        let n_features = self.n_features();
         check_rows(rows, n_features);
         if rows.len() == n_features {
-            return vec![self.compiled.row_sum(rows)];
+            return vec![self.row_sum(rows)];
         }
-        self.staged_sums(rows, &[self.compiled.n_trees()]).pop().unwrap_or_default()
+        self.staged_sums(rows, &[self.n_trees()]).pop().unwrap_or_default()
     }
 
     /// The weighted sums after the first `stages[i]` trees (capped at the number of trees),
     /// for every stage and row, from one pass over the trees.
     pub fn staged_sums(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let n_features = self.compiled.n_features();
+        let n_features = self.n_features();
         check_rows(rows, n_features);
         let n = rows.len() / n_features;
         if n >= DEDUP_MIN_ROWS {
@@ -71,7 +66,7 @@ impl Ensemble<'_> {
 
     /// The staged sums of every row, in parallel over blocks of rows.
     fn all_blocks(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let n_features = self.compiled.n_features();
+        let n_features = self.n_features();
         let parts: Vec<Vec<Vec<f64>>> = if rows.len() > BLOCK_ROWS * n_features {
             rows.par_chunks(BLOCK_ROWS * n_features).map(|b| self.block(b, stages)).collect()
         } else {
@@ -82,18 +77,18 @@ impl Ensemble<'_> {
 
     /// The staged sums of one block of rows: trees in order, a snapshot at each stage.
     fn block(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let n = rows.len() / self.compiled.n_features();
-        let mut signatures = Vec::with_capacity(n * self.compiled.words());
-        self.compiled.signatures(rows, &mut signatures);
+        let n = rows.len() / self.n_features();
+        let mut signatures = Vec::with_capacity(n * self.words());
+        self.signatures(rows, &mut signatures);
         let mut out = vec![Vec::new(); stages.len()];
         let mut acc = vec![0.0; n];
         let mut done = 0;
         let mut order: Vec<usize> = (0..stages.len()).collect();
         order.sort_by_key(|&s| stages[s]);
         for s in order {
-            let upto = stages[s].min(self.compiled.n_trees());
+            let upto = stages[s].min(self.n_trees());
             for t in done..upto.max(done) {
-                self.compiled.add_tree_to(t, &signatures, &mut acc);
+                self.add_tree_to(t, &signatures, &mut acc);
             }
             done = done.max(upto);
             out[s] = acc.clone();
@@ -192,8 +187,7 @@ mod tests {
         let weights: Vec<f64> = (0..20).map(|t| 1.0 + t as f64 / 10.0).collect();
         let rows: Vec<f32> = (0..1000).flat_map(|i| [(i % 3) as f32 - 1.0, (i % 5 / 2) as f32 - 1.0]).collect();
         let compiled = Compiled::new(&trees, &weights, 2);
-        let e = Ensemble { compiled: &compiled };
-        let staged = e.staged_sums(&rows, &[20, 3, 99]);
+        let staged = compiled.staged_sums(&rows, &[20, 3, 99]);
         for (s, &k) in [20usize, 3, 20].iter().enumerate() {
             let prefix = Compiled::new(&trees[..k], &weights[..k], 2);
             for r in 0..1000 {
@@ -203,7 +197,7 @@ mod tests {
                 assert_eq!(prefix.row_sum(row), walked);
             }
         }
-        assert_eq!(e.sums(&rows), staged[0]);
+        assert_eq!(compiled.sums(&rows), staged[0]);
     }
 
     #[test]
@@ -214,7 +208,7 @@ mod tests {
         let compiled = Compiled::new(&trees, &weights, 70);
         assert_eq!(compiled.words(), 2);
         let rows: Vec<f32> = (0..70 * 300).map(|i| ((i * 7 + i / 70) % 3) as f32 - 1.0).collect();
-        let sums = Ensemble { compiled: &compiled }.sums(&rows);
+        let sums = compiled.sums(&rows);
         for (r, sum) in sums.iter().enumerate() {
             let row = &rows[70 * r..70 * (r + 1)];
             let walked = trees.iter().fold(0.0, |s, t| s + t.predict_row(row));
