@@ -30,3 +30,8 @@ pub mod sync;
 pub mod synth;
 pub mod tracking;
 pub mod train;
+
+/// `%XX` escapes undone (URI user info, for instance); invalid UTF-8 becomes U+FFFD.
+pub fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+}

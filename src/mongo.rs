@@ -55,7 +55,7 @@ pub fn redact(uri: &str) -> String {
 fn user(uri: &str) -> Option<String> {
     let (start, at) = credentials_span(uri)?;
     let user = uri[start..at].split(':').next()?;
-    Some(percent_decode(user))
+    Some(crate::percent_decode(user))
 }
 
 /// `text` with the URI's password removed, in both its written and its decoded forms: the
@@ -64,32 +64,12 @@ pub fn scrub(text: &str, uri: &str) -> String {
     let Some((start, at)) = credentials_span(uri) else { return text.to_string() };
     let Some((_, password)) = uri[start..at].split_once(':') else { return text.to_string() };
     let mut text = text.to_string();
-    for form in [password.to_string(), percent_decode(password)] {
+    for form in [password.to_string(), crate::percent_decode(password)] {
         if !form.is_empty() {
             text = text.replace(&form, "****");
         }
     }
     text
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A collection on a server, as the settings name it.

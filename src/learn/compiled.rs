@@ -5,8 +5,15 @@
 //! step down a tree is a bit test on a word in a register instead of a feature load and a float
 //! compare. Nodes are 8 bytes, laid out depth-first so that a left child is the next node (often
 //! in the same cache line); a leaf loops on itself (its condition is a bit that is always set,
-//! its right child itself), so rows or trees step together without branches until none moves.
+//! its right child itself), so the trees of one row step together without branches until none
+//! moves.
 //! Leaf values are multiplied by their tree's weight once, here.
+//!
+//! A batch goes the other way round: its rows are bit-sliced into [`Columns`], one mask of rows
+//! per condition, and a tree is walked once for a whole block of rows, carrying the mask of the
+//! rows that reach each node (a node that no row reaches is skipped). The top of a tree is
+//! shared by all the rows, so a block costs far fewer steps than walking its rows one by one,
+//! and a step is a few word-wide ANDs with no data-dependent load chain.
 //!
 //! The sums add the trees in order, exactly as walking the fitted trees does.
 
@@ -36,10 +43,24 @@ pub struct Compiled {
     /// Per node: its tree's weight times the leaf value (0 at internal nodes).
     values: Vec<f64>,
     roots: Vec<u32>,
+    /// The depth of the deepest leaf (the root's depth is 0): bounds a block walk's stack.
+    depth: usize,
 }
 
-/// Trees walked together for one row, or rows walked together through one tree: independent
-/// walks overlap their memory latency.
+/// Words of row masks in the largest block: 512 rows.
+pub const MAX_BLOCK_WORDS: usize = 8;
+/// Rows in the largest block: enough that a tree's top is shared by many rows, few enough that
+/// the block's masks (conditions × 64 bytes) stay in L1.
+pub const MAX_BLOCK_ROWS: usize = 64 * MAX_BLOCK_WORDS;
+
+/// A block of up to `64 * W` rows, bit-sliced: for each condition, the mask of the rows it holds
+/// for (bit `r % 64` of word `r / 64` is row `r`), and the mask of all the block's rows.
+pub struct Columns<const W: usize> {
+    masks: Vec<[u64; W]>,
+    rows: [u64; W],
+}
+
+/// Trees walked together for one row: independent walks overlap their memory latency.
 const GROUP: usize = 8;
 
 impl Compiled {
@@ -54,6 +75,7 @@ impl Compiled {
             steps: Vec::with_capacity(trees.iter().map(|t| t.nodes().len()).sum()),
             values: Vec::new(),
             roots: Vec::with_capacity(trees.len()),
+            depth: 0,
         };
         for (tree, &weight) in trees.iter().zip(weights) {
             compiled.roots.push(compiled.steps.len() as u32);
@@ -71,9 +93,10 @@ impl Compiled {
     /// Appends `tree` depth-first (left child next), numbering its new conditions.
     fn add_tree(&mut self, tree: &Tree, weight: f64, numbers: &mut std::collections::HashMap<(u16, u32), u32>) {
         let nodes = tree.nodes();
-        // (node of the tree, the step whose right child it is)
-        let mut pending: Vec<(usize, Option<usize>)> = vec![(0, None)];
-        while let Some((node, parent)) = pending.pop() {
+        // (node of the tree, the step whose right child it is, its depth)
+        let mut pending: Vec<(usize, Option<usize>, usize)> = vec![(0, None, 0)];
+        while let Some((node, parent, depth)) = pending.pop() {
+            self.depth = self.depth.max(depth);
             let at = self.steps.len();
             if let Some(parent) = parent {
                 self.steps[parent].right = at as u32;
@@ -93,8 +116,8 @@ impl Compiled {
             });
             self.steps.push(Step { cond, right: 0 });
             self.values.push(0.0);
-            pending.push((n.children[1] as usize, Some(at)));
-            pending.push((n.children[0] as usize, None));
+            pending.push((n.children[1] as usize, Some(at), depth + 1));
+            pending.push((n.children[0] as usize, None, depth + 1));
         }
     }
 
@@ -148,25 +171,63 @@ impl Compiled {
         sum
     }
 
-    /// Adds tree `t`'s weighted value to `acc[r]` for every row `r` of `sigs` (signatures,
-    /// `words` per row).
-    pub fn add_tree_to(&self, t: usize, sigs: &[u64], acc: &mut [f64]) {
-        match self.words {
-            1 => self.add_tree_to_of(t, |r| sigs[r], acc),
-            w => self.add_tree_to_of(t, |r| &sigs[r * w..(r + 1) * w], acc),
+    /// Bit-slices a block of row-major `rows` (at most `64 * W`) for [`Self::add_tree_to`].
+    pub fn columns<const W: usize>(&self, rows: &[f32]) -> Columns<W> {
+        let n = rows.len() / self.n_features;
+        assert!(n <= 64 * W, "{n} rows do not fit in {W} words");
+        let mut masks = vec![[0u64; W]; self.features.len()];
+        let mut all = [0u64; W];
+        for (r, row) in rows.chunks_exact(self.n_features).enumerate() {
+            let (word, bit) = (r / 64, r % 64);
+            all[word] |= 1 << bit;
+            for (mask, (&f, &t)) in masks.iter_mut().zip(self.features.iter().zip(&self.thresholds)) {
+                mask[word] |= u64::from(row[usize::from(f)] > t) << bit;
+            }
         }
+        Columns { masks, rows: all }
     }
 
-    fn add_tree_to_of<S: Bits>(&self, t: usize, sig_of: impl Fn(usize) -> S, acc: &mut [f64]) {
-        let root = self.roots[t];
-        for (g, acc) in acc.chunks_mut(GROUP).enumerate() {
-            // A short last group walks its last row again in the spare lanes.
-            let n = acc.len();
-            let rows: [S; GROUP] = std::array::from_fn(|r| sig_of(g * GROUP + r.min(n - 1)));
-            let mut at = [root; GROUP];
-            self.walk(&mut at, &rows);
-            for (a, &i) in acc.iter_mut().zip(&at) {
-                *a += self.values[i as usize];
+    /// Adds tree `t`'s weighted value to `acc[r]` for every row `r` of `block`, walking the tree
+    /// once, depth first: a node carries the mask of the block's rows that reach it, its left
+    /// child is walked next and its right child waits on the stack, unless no row goes there.
+    pub fn add_tree_to<const W: usize>(&self, t: usize, block: &Columns<W>, acc: &mut [f64]) {
+        if block.rows.iter().all(|&w| w == 0) {
+            return;
+        }
+        // A path holds at most one waiting right child per level, plus the one pushed and
+        // popped at once when no row goes left.
+        let mut stack = vec![(0u32, [0u64; W]); self.depth + 2];
+        let mut waiting = 0;
+        let (mut node, mut rows) = (self.roots[t], block.rows);
+        loop {
+            let step = self.steps[node as usize];
+            if step.right == node {
+                let value = self.values[node as usize];
+                for (w, &word) in rows.iter().enumerate() {
+                    let mut bits = word;
+                    while bits != 0 {
+                        acc[w * 64 + bits.trailing_zeros() as usize] += value;
+                        bits &= bits - 1;
+                    }
+                }
+                if waiting == 0 {
+                    return;
+                }
+                waiting -= 1;
+                (node, rows) = stack[waiting];
+                continue;
+            }
+            let holds = &block.masks[step.cond as usize];
+            let right: [u64; W] = std::array::from_fn(|w| rows[w] & holds[w]);
+            let left: [u64; W] = std::array::from_fn(|w| rows[w] & !holds[w]);
+            // Pushed always, kept only when some row goes right: no branch on the data here.
+            stack[waiting] = (step.right, right);
+            waiting += usize::from(right.iter().any(|&w| w != 0));
+            if left.iter().any(|&w| w != 0) {
+                (node, rows) = (node + 1, left);
+            } else {
+                waiting -= 1;
+                (node, rows) = stack[waiting];
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Prediction over many trees: weighted sums of tree outputs, for a batch (in parallel over
-//! blocks of rows, each block walking one tree after the other so that the tree stays in
-//! cache), staged (after the first `k` trees for several `k` at once), and for a single row.
+//! blocks of rows, each block bit-sliced and walking one tree after the other, all its rows at
+//! once), staged (after the first `k` trees for several `k` at once), and for a single row.
 //! The walking itself is [`super::compiled`]'s.
 //!
 //! Large batches are first reduced to their distinct rows: identical rows get identical
@@ -11,11 +11,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use rayon::prelude::*;
 
-use super::compiled::Compiled;
-
-/// Rows per parallel task: enough to amortise the scheduling and a tree's trip into cache,
-/// few enough that the block's signatures and sums stay in L1.
-const BLOCK_ROWS: usize = 128;
+use super::compiled::{Compiled, MAX_BLOCK_ROWS, MAX_BLOCK_WORDS};
 
 /// Panics unless `rows` is a whole number of rows of `n_features`.
 pub fn check_rows(rows: &[f32], n_features: usize) {
@@ -64,31 +60,43 @@ impl Compiled {
         self.all_blocks(rows, stages)
     }
 
-    /// The staged sums of every row, in parallel over blocks of rows.
+    /// The staged sums of every row, in parallel over blocks of rows: as few blocks as fit,
+    /// but at least one per thread (and as even as can be) while blocks have 64 rows or more.
     fn all_blocks(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let n_features = self.n_features();
-        let parts: Vec<Vec<Vec<f64>>> = if rows.len() > BLOCK_ROWS * n_features {
-            rows.par_chunks(BLOCK_ROWS * n_features).map(|b| self.block(b, stages)).collect()
+        let n = rows.len() / self.n_features();
+        let threads = rayon::current_num_threads();
+        let blocks = n.div_ceil(MAX_BLOCK_ROWS).next_multiple_of(threads).min(n.div_ceil(64)).max(1);
+        let block_rows = n.div_ceil(blocks).max(1);
+        let parts: Vec<Vec<Vec<f64>>> = if blocks > 1 {
+            rows.par_chunks(block_rows * self.n_features()).map(|b| self.block(b, stages)).collect()
         } else {
             vec![self.block(rows, stages)]
         };
         (0..stages.len()).map(|s| parts.iter().flat_map(|p| p[s].iter().copied()).collect()).collect()
     }
 
-    /// The staged sums of one block of rows: trees in order, a snapshot at each stage.
+    /// The staged sums of one block of rows, bit-sliced in as few words as hold it.
     fn block(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let n = rows.len() / self.n_features();
-        let mut signatures = Vec::with_capacity(n * self.words());
-        self.signatures(rows, &mut signatures);
+        match (rows.len() / self.n_features()).div_ceil(64) {
+            0 | 1 => self.block_of::<1>(rows, stages),
+            2 => self.block_of::<2>(rows, stages),
+            3 | 4 => self.block_of::<4>(rows, stages),
+            _ => self.block_of::<MAX_BLOCK_WORDS>(rows, stages),
+        }
+    }
+
+    /// Trees in order over the block, a snapshot of the sums at each stage.
+    fn block_of<const W: usize>(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
+        let columns = self.columns::<W>(rows);
         let mut out = vec![Vec::new(); stages.len()];
-        let mut acc = vec![0.0; n];
+        let mut acc = vec![0.0; rows.len() / self.n_features()];
         let mut done = 0;
         let mut order: Vec<usize> = (0..stages.len()).collect();
         order.sort_by_key(|&s| stages[s]);
         for s in order {
             let upto = stages[s].min(self.n_trees());
             for t in done..upto.max(done) {
-                self.add_tree_to(t, &signatures, &mut acc);
+                self.add_tree_to(t, &columns, &mut acc);
             }
             done = done.max(upto);
             out[s] = acc.clone();
@@ -198,6 +206,25 @@ mod tests {
             }
         }
         assert_eq!(compiled.sums(&rows), staged[0]);
+    }
+
+    /// Rows that are all distinct (no reduction), in every block size, and none at all.
+    #[test]
+    fn blocks_of_every_size_sum_as_walking_the_fitted_trees() {
+        let trees: Vec<Tree> =
+            (0..9).map(|t| if t % 2 == 0 { deeper(t as f64, -0.25, 2.0) } else { stump(1, 0.5, t as f64) }).collect();
+        let weights: Vec<f64> = (0..9).map(|t| 0.5 + t as f64).collect();
+        let compiled = Compiled::new(&trees, &weights, 2);
+        for n in [0, 1, 63, 64, 65, 129, 200, 511, 512, 513, 1500] {
+            let rows: Vec<f32> = (0..n).flat_map(|i| [(i % 3) as f32 - 1.0, i as f32 / 7.0 - 20.0]).collect();
+            let sums = compiled.sums(&rows);
+            assert_eq!(sums.len(), n);
+            for (r, sum) in sums.iter().enumerate() {
+                let row = &rows[2 * r..2 * r + 2];
+                let walked = trees.iter().zip(&weights).fold(0.0, |s, (t, w)| s + w * t.predict_row(row));
+                assert_eq!(*sum, walked, "row {r} of {n}");
+            }
+        }
     }
 
     #[test]

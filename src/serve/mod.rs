@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// leaves (both accept connections meanwhile).
     #[arg(long)]
     pub reuse_port: bool,
+    /// Also serve on this address, bound without SO_REUSEPORT: a port of this process alone,
+    /// where a health check reaches it and not another process sharing --addr (an update
+    /// probes the new process there before stopping the old one). With it, --addr listens
+    /// only once a model is loaded (/ready): until then its connections all go to the other
+    /// processes sharing the port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub probe_addr: Option<SocketAddr>,
     /// Largest request body, e.g. 50MB, 8MiB or 1000000 (bytes); larger ones get 413.
     #[arg(long, default_value = "50MB", value_parser = parse_size)]
     pub body_limit: usize,
@@ -66,6 +73,12 @@ pub struct ServeArgs {
     /// Seconds requests in flight get to finish after SIGTERM.
     #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
     pub shutdown_timeout: f64,
+    /// Seconds after SIGTERM during which every answer says `Connection: close`, so that
+    /// keep-alive clients reconnect (to a process sharing the port) before the idle
+    /// connections are closed; it ends early once no connection is open. Counted within
+    /// --shutdown-timeout.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_seconds)]
+    pub drain_timeout: f64,
 }
 
 /// A secret that never shows in `Debug` output (and so in no log line).
@@ -83,14 +96,19 @@ impl std::fmt::Debug for Secret {
 pub struct Options {
     pub addr: SocketAddr,
     pub reuse_port: bool,
+    /// A second listener of this process alone (no SO_REUSEPORT), for probes.
+    pub probe_addr: Option<SocketAddr>,
     pub body_limit: usize,
     pub max_rows: usize,
     pub poll_interval: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub shutdown_timeout: Duration,
-    /// Bodies up to this size are scored on the request's own task; larger ones on the
-    /// blocking pool, so that a big upload never stalls the small requests sharing a worker.
+    /// How long the stop waits for keep-alive clients to take their `Connection: close`
+    /// before closing idle connections (within `shutdown_timeout`).
+    pub drain_timeout: Duration,
+    /// Bodies up to this size are scored on the request's own task; larger ones on rayon's
+    /// pool, so that a big upload never stalls the small requests sharing a worker.
     pub inline_body_limit: usize,
     /// `NETSEC_ADMIN_TOKEN`: POST /train and GET /train/{id} exist only when set.
     pub admin_token: Option<Secret>,
@@ -104,13 +122,16 @@ impl Options {
         Options {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             reuse_port: false,
+            probe_addr: None,
             body_limit: DEFAULT_BODY_LIMIT,
             max_rows: 1_000_000,
             poll_interval: Duration::from_secs(5),
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
-            inline_body_limit: 128 * 1024,
+            drain_timeout: Duration::from_secs(2),
+            // About 100 rows of CSV: a few tens of microseconds of scoring.
+            inline_body_limit: 8 * 1024,
             admin_token: None,
             train_config,
         }
@@ -120,12 +141,14 @@ impl Options {
         Options {
             addr: args.addr,
             reuse_port: args.reuse_port,
+            probe_addr: args.probe_addr,
             body_limit: args.body_limit,
             max_rows: args.max_rows,
             poll_interval: Duration::from_secs_f64(args.poll_interval),
             header_timeout: Duration::from_secs_f64(args.header_timeout),
             body_timeout: Duration::from_secs_f64(args.body_timeout),
             shutdown_timeout: Duration::from_secs_f64(args.shutdown_timeout),
+            drain_timeout: Duration::from_secs_f64(args.drain_timeout),
             admin_token: admin_token.filter(|t| !t.is_empty()).map(Secret),
             ..Options::new(config)
         }
@@ -140,7 +163,16 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         let server = Server::bind(options, store).await?;
         let training = if server.state.trainer.enabled() { "on" } else { "off (NETSEC_ADMIN_TOKEN is not set)" };
-        eprintln!("netsec serve: listening on http://{} (POST /train: {training})", server.local_addr());
+        let addr = server.local_addr();
+        match server.probe_addr() {
+            Some(probe) if server.state.model.version().is_none() => eprintln!(
+                "netsec serve: probe listener on http://{probe}; http://{addr} opens once a model is loaded (POST /train: {training})"
+            ),
+            Some(probe) => {
+                eprintln!("netsec serve: listening on http://{addr} (POST /train: {training}), probe listener on http://{probe}")
+            }
+            None => eprintln!("netsec serve: listening on http://{addr} (POST /train: {training})"),
+        }
         server.run(shutdown_signal()).await
     });
     // A training run still going is abandoned: the pipeline writes atomically, so its run
@@ -151,7 +183,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
 
 /// A bound server, not yet serving; tests bind to port 0 and read the port from here.
 pub struct Server {
-    listener: tokio::net::TcpListener,
+    listeners: listener::Listeners,
     state: Arc<routes::AppState>,
     store: Arc<dyn ModelStore>,
 }
@@ -160,14 +192,22 @@ impl Server {
     /// Binds the address and loads the store's current model (if it has one and it passes
     /// its checks; otherwise the server starts unready and keeps polling).
     pub async fn bind(options: Options, store: Arc<dyn ModelStore>) -> anyhow::Result<Server> {
-        let listener = listener::bind(options.addr, options.reuse_port)?;
+        let mut listeners = listener::Listeners::bind(options.addr, options.reuse_port, options.probe_addr)?;
         let state = Arc::new(routes::AppState::new(options));
         reload::reload_once(&state, &store).await;
-        Ok(Server { listener, state, store })
+        if state.model.version().is_some() {
+            listeners.listen()?;
+        }
+        Ok(Server { listeners, state, store })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listeners.service_addr()
+    }
+
+    /// The probe listener's address (`--probe-addr`), if there is one.
+    pub fn probe_addr(&self) -> Option<SocketAddr> {
+        self.listeners.probe_addr()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and waits (up to the shutdown
@@ -176,7 +216,8 @@ impl Server {
         let (stop_polling, polling_stopped) = tokio::sync::watch::channel(false);
         let poller = tokio::spawn(reload::poll(self.state.clone(), self.store.clone(), polling_stopped));
         let router = routes::router(self.state.clone());
-        let result = listener::serve(self.listener, router, &self.state.options, shutdown).await;
+        let result =
+            listener::serve(self.listeners, router, &self.state.options, &self.state.model.loaded, shutdown).await;
         let _ = stop_polling.send(true);
         let _ = poller.await;
         result
@@ -257,12 +298,14 @@ mod tests {
         let args = ServeArgs {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             reuse_port: false,
+            probe_addr: None,
             body_limit: 1,
             max_rows: 1,
             poll_interval: 1.0,
             header_timeout: 1.0,
             body_timeout: 1.0,
             shutdown_timeout: 1.0,
+            drain_timeout: 1.0,
         };
         assert!(Options::from_args(Config::default(), &args, Some(String::new())).admin_token.is_none());
         assert!(Options::from_args(Config::default(), &args, Some("t".into())).admin_token.is_some());

@@ -4,7 +4,9 @@
 //! the content type (415) and a model being loaded (503) are known from the headers, before
 //! the body is read under its size limit (413) and timeout (408). Small bodies are parsed and
 //! scored on the request's own task (a one-row request costs microseconds, less than a hop
-//! to another thread); large ones on the blocking pool.
+//! to another thread); large ones on rayon's pool, one thread per core, where a batch's
+//! prediction blocks run too: the async workers stay free for other connections, and no more
+//! threads than cores compete for the CPU (the blocking pool would start one per upload).
 
 use std::sync::Arc;
 
@@ -48,7 +50,16 @@ async fn handle(state: Arc<AppState>, request: Request, accepted: &[&str]) -> Re
     if inline {
         return job.run();
     }
-    tokio::task::spawn_blocking(move || job.run()).await.map_err(|e| ApiError::internal(&anyhow::Error::from(e)))?
+    // The turn ends with the scoring, even when the client has gone meanwhile.
+    let turn = state.scoring.clone().acquire_owned().await.map_err(|e| ApiError::internal(&anyhow::Error::from(e)))?;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _turn = turn;
+        // A panic in a rayon task would abort the process: it becomes this request's 500.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
+        let _ = answer.send(outcome.unwrap_or_else(|_| Err(ApiError::internal(&anyhow::anyhow!("scoring panicked")))));
+    });
+    answered.await.map_err(|e| ApiError::internal(&anyhow::Error::from(e)))?
 }
 
 fn not_ready() -> ApiError {

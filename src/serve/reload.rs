@@ -73,6 +73,9 @@ pub struct ModelSlot {
     refused: Mutex<Option<(String, Instant)>>,
     pub loads: AtomicU64,
     pub refusals: AtomicU64,
+    /// Notified at every load: the listener waits for the first one before it opens the
+    /// service port (with a probe port, see `listener::Listeners`).
+    pub loaded: tokio::sync::Notify,
 }
 
 impl ModelSlot {
@@ -88,6 +91,8 @@ impl ModelSlot {
         let version = model.version.clone();
         let previous = self.current.swap(Some(Arc::new(model)));
         self.loads.fetch_add(1, Ordering::Relaxed);
+        // notify_one keeps the wake-up for a listener that is not waiting yet.
+        self.loaded.notify_one();
         let previous = previous.map(|m| m.version.clone());
         tracing::info!(version, previous = previous.as_deref().unwrap_or("none"), "now serving model");
     }

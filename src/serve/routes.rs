@@ -24,6 +24,9 @@ pub struct AppState {
     pub trainer: Trainer,
     /// Wakes the store poller at once (after a training run).
     pub reload_now: tokio::sync::Notify,
+    /// One permit per rayon thread: large uploads wait their turn here, first come first
+    /// served, holding only their body, instead of piling up parsed rows in rayon's queue.
+    pub scoring: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -35,6 +38,7 @@ impl AppState {
             metrics: Metrics::default(),
             trainer,
             reload_now: tokio::sync::Notify::new(),
+            scoring: Arc::new(tokio::sync::Semaphore::new(rayon::current_num_threads())),
         }
     }
 }

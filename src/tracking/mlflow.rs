@@ -117,27 +117,7 @@ fn split_userinfo(uri: &str) -> (String, Option<(String, String)>) {
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let Some(at) = rest[..authority_end].rfind('@') else { return (uri.to_string(), None) };
     let (user, password) = rest[..at].split_once(':').unwrap_or((&rest[..at], ""));
-    (format!("{scheme}://{}", &rest[at + 1..]), Some((percent_decode(user), percent_decode(password))))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    (format!("{scheme}://{}", &rest[at + 1..]), Some((crate::percent_decode(user), crate::percent_decode(password))))
 }
 
 /// What happened to a run on a server, kept in the run folder (`mlflow.json`).

@@ -97,6 +97,8 @@ pub fn with_token(mut options: Options, token: &str) -> Options {
 /// A server running in a thread of its own until dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The probe listener's address, when the options asked for one.
+    pub probe: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -110,7 +112,7 @@ impl TestServer {
             runtime.block_on(async move {
                 let store: Arc<dyn ModelStore> = Arc::new(store);
                 let server = Server::bind(options, store).await.unwrap();
-                ready_tx.send(server.local_addr()).unwrap();
+                ready_tx.send((server.local_addr(), server.probe_addr())).unwrap();
                 server
                     .run(async move {
                         let _ = stopped.await;
@@ -121,8 +123,15 @@ impl TestServer {
             // Do not wait for a training run a test left behind.
             runtime.shutdown_timeout(Duration::from_millis(200));
         });
-        let addr = ready_rx.recv_timeout(Duration::from_secs(30)).expect("the server starts");
-        TestServer { addr, stop: Some(stop), thread: Some(thread) }
+        let (addr, probe) = ready_rx.recv_timeout(Duration::from_secs(30)).expect("the server starts");
+        TestServer { addr, probe, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// Starts the stop (as SIGTERM does) without waiting for it; dropping waits.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

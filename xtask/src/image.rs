@@ -10,6 +10,7 @@
 
 mod binary;
 mod context;
+pub mod ecr;
 mod engine;
 mod registry;
 mod run;
@@ -17,6 +18,7 @@ mod run;
 use std::path::PathBuf;
 
 pub use engine::{Engine, ImageNames};
+pub use registry::push_tag;
 pub use run::{logs, wait_ready};
 
 /// The repository name the image gets unless `--tag` says otherwise.
@@ -30,9 +32,15 @@ pub struct ImageArgs {
     pub tag: String,
     /// Push the sha and latest tags to REGISTRY (`host[:port]`, giving REGISTRY/NAME, or a whole
     /// repository `host[:port]/path`). Credentials: NETSEC_REGISTRY_USER and
-    /// NETSEC_REGISTRY_PASSWORD, or NETSEC_REGISTRY_TOKEN (ECR's base64 `AWS:password` token).
+    /// NETSEC_REGISTRY_PASSWORD, or NETSEC_REGISTRY_TOKEN (ECR's base64 `AWS:password` token);
+    /// with neither, an ECR registry gets a token from GetAuthorizationToken (AWS default
+    /// chain). In GitHub Actions, `image=REPOSITORY@DIGEST` is appended to $GITHUB_OUTPUT.
     #[arg(long, value_name = "REGISTRY")]
     pub push: Option<String>,
+    /// Push one tag, `<sha>-<image id>`, and no `latest`: for a repository whose tags are
+    /// immutable (the environments' ECR repositories).
+    #[arg(long, requires = "push")]
+    pub immutable_tags: bool,
     /// Start the image (host network, the model store mounted at /models, NETSEC_* variables
     /// passed on), wait for /ready and print its URL.
     #[arg(long)]
@@ -68,10 +76,11 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
             println!("tagged {name}");
         }
         if let Some(registry) = &args.push {
-            let credentials = registry::Credentials::from_env()?;
-            for pushed in registry::push(&engine, &names, registry, credentials.as_ref()).await? {
-                println!("pushed {} digest {}", pushed.reference, pushed.digest);
-            }
+            let tags = match args.immutable_tags {
+                true => vec![ecr::immutable_tag(&names.sha_tag, &id)],
+                false => names.tags(),
+            };
+            push(&engine, &names, registry, &tags).await?;
         }
         if args.run {
             let url = run::start(&engine, &names.sha_tagged(), &args.models, args.addr).await?;
@@ -79,6 +88,40 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Pushes the built image's `tags` into the registry's repository and reports the first by
+/// digest (to GitHub Actions too, as the step output `image`).
+async fn push(engine: &Engine, names: &ImageNames, registry: &str, tags: &[String]) -> anyhow::Result<()> {
+    let repository = registry::repository(registry, names);
+    let host = repository.split('/').next().unwrap_or_default();
+    let (credentials, target) = match (registry::Credentials::from_env()?, ecr::region(host)) {
+        (Some(credentials), _) => (Some(credentials), repository.clone()),
+        (None, Some(region)) => {
+            (Some(ecr::credentials(&crate::aws::ecr(region).await?).await?), ecr::target(&repository))
+        }
+        (None, None) => (None, repository.clone()),
+    };
+    let mut first = None;
+    for tag in tags {
+        let pushed = registry::push_tag(engine, &names.sha_tagged(), &target, tag, credentials.as_ref()).await?;
+        println!("pushed {} digest {}", pushed.reference, pushed.digest);
+        first.get_or_insert(format!("{repository}@{}", pushed.digest));
+    }
+    match first {
+        Some(reference) => github_output("image", &reference),
+        None => Ok(()),
+    }
+}
+
+/// Appends `name=value` to the file GitHub Actions names in GITHUB_OUTPUT, when it does.
+fn github_output(name: &str, value: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(&path)?;
+    writeln!(file, "{name}={value}").map_err(|e| anyhow::anyhow!("writing {name} to GITHUB_OUTPUT: {e}"))
 }
 
 /// Builds the static binary, stages it and builds the image (`no_cache`: every layer anew);

@@ -3,12 +3,20 @@
 //! - `test`: the one test command: Python oracles, local services, `cargo test --workspace`.
 //! - `bench`: benchmarks printed side by side with the reference figures they must beat.
 //! - `image`: the service image, built (and pushed, and run) through the Docker Engine API.
+//! - `plan`, `apply`, `destroy`, `deploy`, `status`, `logs`, `rollback`, `unlock`: the AWS
+//!   environment of `infra/<env>.yaml` and the service on its runner.
+//! - `workflows`: the GitHub Actions workflows, generated from `infra/<env>.yaml`.
 
+mod aws;
 mod bench;
+mod bootstrap;
+mod deploy;
 mod image;
 mod python;
 mod services;
 mod test;
+mod tools;
+mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +47,15 @@ enum Command {
     /// Build the service image (the top-level Dockerfile) through the Docker Engine API; tag it
     /// with the git sha and `latest`; optionally push it and run it.
     Image(image::ImageArgs),
+    /// Generate the GitHub Actions workflows (workflows/ and .github/workflows/) from
+    /// infra/<env>.yaml; --check fails when a committed copy differs.
+    Workflows(workflows::WorkflowsArgs),
+    #[command(flatten)]
+    Deploy(deploy::Command),
+    /// Set up a repository and an environment for the workflows in one go: the OIDC provider
+    /// and deploy role, the environment applied, Actions variables and sealed secrets, a
+    /// runner registration token. Secret values come from the environment or a hidden prompt.
+    Bootstrap(bootstrap::BootstrapArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +64,9 @@ fn main() -> ExitCode {
         Command::Test { cargo_args } => test::run(&cargo_args),
         Command::Bench { suite } => bench::run(suite),
         Command::Image(args) => image::run(args),
+        Command::Workflows(args) => workflows::run(args),
+        Command::Deploy(command) => deploy::run(command),
+        Command::Bootstrap(args) => bootstrap::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

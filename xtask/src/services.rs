@@ -74,7 +74,7 @@ pub fn start_all(python: &PythonEnv) -> anyhow::Result<Vec<Service>> {
     let mut services = vec![mongodb(python)?, moto(python)?, mlflow(python)?];
     // Not every machine can run an engine (it needs root and the docker.io package): the
     // image tests then report the reason as skipped, or fail when NETSEC_REQUIRE_DOCKER=1.
-    match docker_registry().and_then(|registry| Ok([registry, dockerd()?])) {
+    match docker_registry().and_then(|registry| Ok([registry, ecr_registry()?, dockerd()?])) {
         Ok(image_services) => services.extend(image_services),
         Err(error) => {
             eprintln!("xtask: no Docker engine and registry, the image tests will be skipped: {error:#}");
@@ -145,7 +145,31 @@ pub const REGISTRY_PASSWORD: &str = "6y6tdvvz?4y>u>zq?h";
 /// authentication, as ECR authenticates pushes. Exports NETSEC_TEST_REGISTRY (host:port),
 /// NETSEC_TEST_REGISTRY_USER and NETSEC_TEST_REGISTRY_PASSWORD.
 pub fn docker_registry() -> anyhow::Result<Service> {
-    let (port, dir) = (free_port()?, state_dir("registry")?);
+    let (mut service, address) = registry("registry", REGISTRY_PASSWORD)?;
+    service.env = vec![
+        ("NETSEC_TEST_REGISTRY".into(), address),
+        ("NETSEC_TEST_REGISTRY_USER".into(), REGISTRY_USER.into()),
+        ("NETSEC_TEST_REGISTRY_PASSWORD".into(), REGISTRY_PASSWORD.into()),
+    ];
+    Ok(service)
+}
+
+/// The password in the token moto's ECR GetAuthorizationToken returns (`<account>-auth-token`,
+/// for moto's default account).
+const MOTO_ECR_PASSWORD: &str = "123456789012-auth-token";
+
+/// ECR's registry for the deploy tests: a registry that takes the credentials moto's ECR
+/// hands out, so that `deploy` pushes for real with the token it got from (moto's) ECR.
+/// Exports NETSEC_TEST_ECR_REGISTRY (host:port).
+pub fn ecr_registry() -> anyhow::Result<Service> {
+    let (mut service, address) = registry("ecr-registry", MOTO_ECR_PASSWORD)?;
+    service.env = vec![("NETSEC_TEST_ECR_REGISTRY".into(), address)];
+    Ok(service)
+}
+
+/// docker-registry on a free port with user AWS and `password`; returns it and its host:port.
+fn registry(name: &'static str, password: &str) -> anyhow::Result<(Service, String)> {
+    let (port, dir) = (free_port()?, state_dir(name)?);
     // The password goes through standard input, never a process argument.
     let mut htpasswd = Command::new("htpasswd")
         .args(["-Bin", REGISTRY_USER])
@@ -153,7 +177,7 @@ pub fn docker_registry() -> anyhow::Result<Service> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start htpasswd (apt-get install apache2-utils): {e}"))?;
-    std::io::Write::write_all(&mut htpasswd.stdin.take().expect("piped"), REGISTRY_PASSWORD.as_bytes())?;
+    std::io::Write::write_all(&mut htpasswd.stdin.take().expect("piped"), password.as_bytes())?;
     let output = htpasswd.wait_with_output()?;
     anyhow::ensure!(output.status.success(), "htpasswd failed");
     std::fs::write(dir.join("htpasswd"), output.stdout)?;
@@ -166,15 +190,10 @@ pub fn docker_registry() -> anyhow::Result<Service> {
     std::fs::write(dir.join("config.yml"), config)?;
     let mut command = Command::new("docker-registry");
     command.arg("serve").arg(dir.join("config.yml"));
-    let process = spawn_listening("docker-registry", &mut command, &dir.join("registry.log"), port)
+    let process = spawn_listening(name, &mut command, &dir.join("registry.log"), port)
         .map_err(|e| anyhow::anyhow!("{e:#} (apt-get install docker-registry)"))?;
-    eprintln!("xtask: started docker-registry on 127.0.0.1:{port}");
-    let env = vec![
-        ("NETSEC_TEST_REGISTRY".into(), format!("127.0.0.1:{port}")),
-        ("NETSEC_TEST_REGISTRY_USER".into(), REGISTRY_USER.into()),
-        ("NETSEC_TEST_REGISTRY_PASSWORD".into(), REGISTRY_PASSWORD.into()),
-    ];
-    Ok(Service::new("docker-registry", process, dir, env))
+    eprintln!("xtask: started {name} on 127.0.0.1:{port}");
+    Ok((Service::new(name, process, dir, Vec::new()), format!("127.0.0.1:{port}")))
 }
 
 /// The user the MongoDB stand-in requires, and a password that needs escaping in a URI (the
@@ -214,7 +233,8 @@ pub fn mongodb(python: &PythonEnv) -> anyhow::Result<Service> {
     Ok(Service::new("SecantusDB", process, dir, vec![("NETSEC_TEST_MONGODB_URI".into(), uri)]))
 }
 
-/// Creates two IAM users (one allowed everything on S3, one nothing), then turns on moto's
+/// Creates three IAM users (one allowed everything on S3, one nothing, one what `cargo xtask
+/// deploy` needs), then turns on moto's
 /// request authentication, so that S3 checks signatures and permissions as AWS does.
 const PROVISION_MOTO: &str = r#"
 import sys, json, urllib.request, boto3
@@ -228,20 +248,42 @@ def user(name, actions):
     iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=policy)
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return [key["AccessKeyId"], key["SecretAccessKey"]]
-keys = {"allowed": user("netsec-test", ["s3:*"]), "denied": user("netsec-denied", ["iam:GetUser"])}
+keys = {"allowed": user("netsec-test", ["s3:*"]), "denied": user("netsec-denied", ["iam:GetUser"]),
+        "deployer": user("netsec-deployer", ["ec2:*", "ecr:*", "iam:*", "s3:*", "ssm:*", "sts:*"])}
 urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
                                               headers={"Content-Type": "text/plain"}))
 print(json.dumps(keys))
 "#;
 
+/// `moto_server`, with one answer corrected where moto 5.2 departs from AWS (and the Rust SDK,
+/// which checks the root element, cannot read it): GetBucketVersioning's root is
+/// `VersioningConfiguration` (docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketVersioning.html),
+/// not `GetBucketVersioningResponse`.
+const MOTO_SERVER: &str = r#"
+import sys
+from moto.s3.responses import S3Response
+from moto.server import main
+
+def get_bucket_versioning(self):
+    status = self.backend.get_bucket_versioning(self.bucket_name)
+    inner = f"<Status>{status}</Status>" if status else ""
+    body = ('<?xml version="1.0" encoding="UTF-8"?>'
+            f'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}</VersioningConfiguration>')
+    return 200, {"Content-Type": "application/xml"}, body
+
+S3Response.get_bucket_versioning = get_bucket_versioning
+sys.exit(main(sys.argv[1:]))
+"#;
+
 /// AWS S3: moto's server from the harness's environment, with authentication on.
 /// Exports NETSEC_TEST_S3_ENDPOINT, AWS_REGION, the allowed user's AWS_ACCESS_KEY_ID and
 /// AWS_SECRET_ACCESS_KEY, and the denied user's as NETSEC_TEST_S3_DENIED_ACCESS_KEY_ID and
-/// NETSEC_TEST_S3_DENIED_SECRET_ACCESS_KEY.
+/// NETSEC_TEST_S3_DENIED_SECRET_ACCESS_KEY, and the deployer's as NETSEC_TEST_DEPLOY_ACCESS_KEY_ID
+/// and NETSEC_TEST_DEPLOY_SECRET_ACCESS_KEY.
 pub fn moto(python: &PythonEnv) -> anyhow::Result<Service> {
     let (port, dir) = (free_port()?, state_dir("moto")?);
-    let mut command = Command::new(python.bin("moto_server"));
-    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let mut command = Command::new(&python.python);
+    command.args(["-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", &port.to_string()]);
     let process = spawn_listening("moto", &mut command, &dir.join("server.log"), port)?;
     // From here on, a failure stops the server (the Service's drop).
     let mut service = Service::new("moto", process, dir, Vec::new());
@@ -260,6 +302,8 @@ pub fn moto(python: &PythonEnv) -> anyhow::Result<Service> {
         ("AWS_SECRET_ACCESS_KEY".into(), key("allowed", 1)),
         ("NETSEC_TEST_S3_DENIED_ACCESS_KEY_ID".into(), key("denied", 0)),
         ("NETSEC_TEST_S3_DENIED_SECRET_ACCESS_KEY".into(), key("denied", 1)),
+        ("NETSEC_TEST_DEPLOY_ACCESS_KEY_ID".into(), key("deployer", 0)),
+        ("NETSEC_TEST_DEPLOY_SECRET_ACCESS_KEY".into(), key("deployer", 1)),
     ];
     Ok(service)
 }

@@ -3,7 +3,7 @@
 //! are skipped — or fail, when NETSEC_REQUIRE_DOCKER=1 (CI). Without the harness they fail.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -13,46 +13,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-/// One decision tree: the model these tests serve and train.
-const ONE_TREE: &str = "{decision_tree: {criterion: [gini]}}";
-/// The image runs as this user; mounted folders must be theirs.
-const IMAGE_UID: u32 = 10001;
-
-/// The engine's address, or `None` (with the reason printed) when the harness could not start
-/// one and the tests may be skipped.
-fn engine_host() -> Option<String> {
-    if let Ok(host) = std::env::var("NETSEC_TEST_DOCKER_HOST") {
-        return Some(host);
-    }
-    let Ok(reason) = std::env::var("NETSEC_TEST_DOCKER_UNAVAILABLE") else {
-        panic!("NETSEC_TEST_DOCKER_HOST is not set: run the tests with `cargo xtask test`, which starts dockerd")
-    };
-    assert!(std::env::var("NETSEC_REQUIRE_DOCKER").as_deref() != Ok("1"), "NETSEC_REQUIRE_DOCKER=1 but: {reason}");
-    eprintln!("SKIPPED (no Docker engine): {reason}");
-    None
-}
-
-/// Returns from the test when there is no engine (see [`engine_host`]).
-macro_rules! require_engine {
-    () => {
-        match engine_host() {
-            Some(host) => host,
-            None => return,
-        }
-    };
-}
-
-fn required(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests with `cargo xtask test`"))
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::*;
 
 /// `cargo xtask` (this build of it) against the harness's engine, without registry credentials.
 fn xtask(host: &str, args: &[&str]) -> Command {
@@ -62,12 +24,6 @@ fn xtask(host: &str, args: &[&str]) -> Command {
         command.env_remove(name);
     }
     command
-}
-
-fn succeed(command: &mut Command) -> Output {
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{command:?} failed:\n{}", text(&output.stderr));
-    output
 }
 
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -99,43 +55,12 @@ fn built(host: &str) -> &'static Built {
     })
 }
 
-/// The static binary `cargo xtask image` staged (it runs on the host too).
-fn staged_netsec() -> PathBuf {
-    root().join("target/image/netsec")
-}
-
-fn shared_data() -> PathBuf {
-    let dir = root().join("../shared/data");
-    assert!(dir.join("phishing.csv").is_file(), "the shared data set is missing in {}", dir.display());
-    std::fs::canonicalize(dir).unwrap()
-}
-
 /// A folder the image's user owns (it runs as uid 10001).
 fn owned_dir(parent: &Path, name: &str) -> PathBuf {
     let dir = parent.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     chown_tree(&dir);
     dir
-}
-
-fn chown_tree(path: &Path) {
-    std::os::unix::fs::chown(path, Some(IMAGE_UID), Some(IMAGE_UID)).unwrap();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path());
-        }
-    }
-}
-
-/// A model store made by one quick pipeline run of the static binary on the host.
-fn model_store(dir: &Path) -> PathBuf {
-    let store = dir.join("models");
-    let mut command = Command::new(staged_netsec());
-    command.current_dir(dir).env("NETSEC_TRAIN_MODELS", ONE_TREE).env_remove("NETSEC_CONFIG");
-    command.arg("--store").arg(&store).arg("--artifacts").arg(dir.join("artifacts"));
-    succeed(command.arg("pipeline").arg("--source").arg(shared_data().join("phishing.csv")));
-    chown_tree(&store);
-    store
 }
 
 /// A container, removed (forcibly) when dropped.
@@ -198,7 +123,7 @@ impl Drop for Container {
 /// A client for the container's HTTP port. Built in a workspace, reqwest has netsec's
 /// `rustls-no-provider` feature, so a crypto provider must be installed first (ring, as netsec).
 fn http_client() -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_ring();
     reqwest::blocking::Client::new()
 }
 

@@ -77,6 +77,27 @@ impl Engine {
         self.docker.tag_image(source, Some(options)).await.map_err(|e| anyhow::anyhow!("cannot tag {target}: {e}"))
     }
 
+    /// What the image runs, without its labels and creation time (which every build
+    /// changes): the layers and the run configuration, hashed. Two builds of the same
+    /// sources give the same content digest and different image ids.
+    pub async fn content_digest(&self, name: &str) -> anyhow::Result<String> {
+        use sha2::{Digest, Sha256};
+        let image = self.docker.inspect_image(name).await.map_err(|e| anyhow::anyhow!("no image {name}: {e}"))?;
+        let config = image.config.unwrap_or_default();
+        let content = serde_json::json!({
+            "layers": image.root_fs.and_then(|fs| fs.layers),
+            "user": config.user,
+            "env": config.env,
+            "entrypoint": config.entrypoint,
+            "cmd": config.cmd,
+            "exposed_ports": config.exposed_ports,
+            "working_dir": config.working_dir,
+            "stop_signal": config.stop_signal,
+        });
+        let digest = Sha256::digest(content.to_string().as_bytes());
+        Ok(format!("sha256:{}", hex::encode(digest)))
+    }
+
     pub async fn image_id(&self, name: &str) -> anyhow::Result<String> {
         let image = self.docker.inspect_image(name).await.map_err(|e| anyhow::anyhow!("no image {name}: {e}"))?;
         image.id.ok_or_else(|| anyhow::anyhow!("the engine gave no id for {name}"))

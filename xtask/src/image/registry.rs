@@ -26,17 +26,25 @@ impl Credentials {
     pub fn from_env() -> anyhow::Result<Option<Credentials>> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let Some(token) = var("NETSEC_REGISTRY_TOKEN") {
-            let decoded = STANDARD.decode(token.trim()).ok().and_then(|b| String::from_utf8(b).ok());
-            let (user, password) = decoded.as_deref().and_then(|t| t.split_once(':')).ok_or_else(|| {
+            return Credentials::from_token(&token).map(Some).map_err(|_| {
                 anyhow::anyhow!("NETSEC_REGISTRY_TOKEN is not a registry token (base64 of user:password, as ECR gives)")
-            })?;
-            return Ok(Some(Credentials { user: user.into(), password: password.into() }));
+            });
         }
         match (var("NETSEC_REGISTRY_USER"), var("NETSEC_REGISTRY_PASSWORD")) {
             (Some(user), Some(password)) => Ok(Some(Credentials { user, password })),
             (None, None) => Ok(None),
             _ => anyhow::bail!("set both NETSEC_REGISTRY_USER and NETSEC_REGISTRY_PASSWORD (or neither)"),
         }
+    }
+
+    /// ECR's `authorizationToken`: base64 of `user:password`.
+    pub fn from_token(token: &str) -> anyhow::Result<Credentials> {
+        let decoded = STANDARD.decode(token.trim()).ok().and_then(|b| String::from_utf8(b).ok());
+        let (user, password) = decoded
+            .as_deref()
+            .and_then(|t| t.split_once(':'))
+            .ok_or_else(|| anyhow::anyhow!("not a registry token (base64 of user:password)"))?;
+        Ok(Credentials { user: user.into(), password: password.into() })
     }
 
     fn for_server(&self, server: &str) -> DockerCredentials {
@@ -64,36 +72,31 @@ pub fn repository(registry: &str, names: &ImageNames) -> String {
     format!("{registry}/{name}")
 }
 
-/// Tags the image into the registry's repository and pushes every tag; returns the digests.
-pub async fn push(
+/// Tags the local image `source` as `repository:tag` and pushes that tag.
+pub async fn push_tag(
     engine: &Engine,
-    names: &ImageNames,
-    registry: &str,
+    source: &str,
+    repository: &str,
+    tag: &str,
     credentials: Option<&Credentials>,
-) -> anyhow::Result<Vec<Pushed>> {
-    let repository = repository(registry, names);
-    let server = repository.split('/').next().unwrap_or(&repository).to_string();
-    let mut pushed = Vec::new();
-    for tag in names.tags() {
-        let reference = format!("{repository}:{tag}");
-        engine.tag(&names.sha_tagged(), &reference).await?;
-        eprintln!("xtask: pushing {reference}");
-        let options = PushImageOptionsBuilder::default().tag(&tag).build();
-        let mut stream =
-            engine.docker.push_image(&repository, Some(options), credentials.map(|c| c.for_server(&server)));
-        let mut digest = None;
-        while let Some(info) = stream.next().await {
-            let info = info.map_err(|e| refused(&reference, &server, credentials, stream_error(e)))?;
-            if let Some(status) = info.status {
-                digest = digest.or_else(|| {
-                    status.split("digest: ").nth(1).and_then(|d| d.split_whitespace().next()).map(str::to_string)
-                });
-            }
+) -> anyhow::Result<Pushed> {
+    let server = repository.split('/').next().unwrap_or(repository).to_string();
+    let reference = format!("{repository}:{tag}");
+    engine.tag(source, &reference).await?;
+    eprintln!("xtask: pushing {reference}");
+    let options = PushImageOptionsBuilder::default().tag(tag).build();
+    let mut stream = engine.docker.push_image(repository, Some(options), credentials.map(|c| c.for_server(&server)));
+    let mut digest = None;
+    while let Some(info) = stream.next().await {
+        let info = info.map_err(|e| refused(&reference, &server, credentials, stream_error(e)))?;
+        if let Some(status) = info.status {
+            digest = digest.or_else(|| {
+                status.split("digest: ").nth(1).and_then(|d| d.split_whitespace().next()).map(str::to_string)
+            });
         }
-        let digest = digest.ok_or_else(|| anyhow::anyhow!("the engine reported no digest for {reference}"))?;
-        pushed.push(Pushed { reference, digest });
     }
-    Ok(pushed)
+    let digest = digest.ok_or_else(|| anyhow::anyhow!("the engine reported no digest for {reference}"))?;
+    Ok(Pushed { reference, digest })
 }
 
 /// A push failure, with what to check when the registry refused the credentials.

@@ -1,0 +1,91 @@
+//! What the AWS tests share (deploy, bootstrap): an environment file of their own, `cargo
+//! xtask` run as the deployer against moto's server, and the SDK configuration the checks use.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use super::{required, shown, succeed, text};
+
+/// An environment file of the test's own, named `name`, in a temporary folder.
+pub struct TestEnv {
+    pub name: String,
+    pub file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new(name: &str, extra: &str) -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("{name}{}", std::process::id() % 100_000);
+        let file = dir.path().join(format!("{name}.yaml"));
+        let yaml = format!(
+            "region: us-east-1\nrepository: {{name: netsec-{name}, keep_images: 5}}\nbucket: {{name: netsec-{name}-models}}\n\
+             service: {{port: 8080, allowed_cidrs: [203.0.113.0/24]}}\nrunner: {{github_repository: octo/netsec, instance_type: t3.small}}\n{extra}"
+        );
+        std::fs::write(&file, yaml).unwrap();
+        TestEnv { name, file, _dir: dir }
+    }
+
+    pub fn path(&self) -> &str {
+        self.file.to_str().unwrap()
+    }
+}
+
+/// `cargo xtask ARGS…` as the deployer, against moto.
+pub fn xtask(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .args(args)
+        .env("AWS_ENDPOINT_URL", required("NETSEC_TEST_S3_ENDPOINT"))
+        .env("AWS_ACCESS_KEY_ID", required("NETSEC_TEST_DEPLOY_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", required("NETSEC_TEST_DEPLOY_SECRET_ACCESS_KEY"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE");
+    command
+}
+
+pub fn succeeds(command: &mut Command) -> String {
+    text(&succeed(command).stdout)
+}
+
+pub fn fails(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "{} should have failed:\n{}", shown(command), text(&output.stdout));
+    output
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// The SDK configuration the checks use (the deployer's keys, moto's endpoint).
+pub async fn sdk() -> SdkConfig {
+    let credentials = aws_credential_types::Credentials::new(
+        required("NETSEC_TEST_DEPLOY_ACCESS_KEY_ID"),
+        required("NETSEC_TEST_DEPLOY_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "test",
+    );
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https)
+        .region(Region::new("us-east-1"))
+        .endpoint_url(required("NETSEC_TEST_S3_ENDPOINT"))
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
+/// A policy document as IAM returns it (URL-encoded), parsed.
+pub fn decode(document: &str) -> serde_json::Value {
+    serde_json::from_str(document)
+        .or_else(|_| serde_json::from_str(&percent_encoding::percent_decode_str(document).decode_utf8_lossy()))
+        .unwrap_or_else(|e| panic!("not a policy document: {e}: {document}"))
+}
