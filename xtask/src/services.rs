@@ -255,13 +255,18 @@ urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset-auth",
 print(json.dumps(keys))
 "#;
 
-/// `moto_server`, with one answer corrected where moto 5.2 departs from AWS (and the Rust SDK,
-/// which checks the root element, cannot read it): GetBucketVersioning's root is
-/// `VersioningConfiguration` (docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketVersioning.html),
-/// not `GetBucketVersioningResponse`.
+/// `moto_server`, with two behaviours corrected where moto 5.2 departs from AWS:
+/// - GetBucketVersioning's root is `VersioningConfiguration`
+///   (docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketVersioning.html), not
+///   `GetBucketVersioningResponse`; the Rust SDK checks the root element and cannot read moto's.
+/// - SendCommand with `InstanceIds` and no `Targets` goes to those instances only
+///   (docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html). moto turns
+///   the empty target list into an empty EC2 filter, which matches every instance in the
+///   region, so a command for one environment's runner was recorded on every other runner.
 const MOTO_SERVER: &str = r#"
 import sys
 from moto.s3.responses import S3Response
+from moto.ssm.models import Command
 from moto.server import main
 
 def get_bucket_versioning(self):
@@ -272,6 +277,9 @@ def get_bucket_versioning(self):
     return 200, {"Content-Type": "application/xml"}, body
 
 S3Response.get_bucket_versioning = get_bucket_versioning
+
+instance_ids_from_targets = Command._get_instance_ids_from_targets
+Command._get_instance_ids_from_targets = lambda self: instance_ids_from_targets(self) if self.targets else []
 sys.exit(main(sys.argv[1:]))
 "#;
 

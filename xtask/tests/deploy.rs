@@ -341,6 +341,7 @@ fn deploy_pushes_to_ecr_switches_through_ssm_and_then_has_nothing_to_do() {
         let ours: Vec<_> = commands.commands().iter().filter(|c| c.instance_ids().contains(&id.to_string())).collect();
         let sent: Vec<_> = ours.iter().map(|c| (c.comment(), c.requested_date_time().map(|t| t.secs()))).collect();
         assert_eq!(ours.len(), 1, "one SSM command for one deploy: {sent:?}\n{first_log}");
+        assert_eq!(ours[0].instance_ids(), [id.to_string()], "the command goes to this runner only");
         assert_eq!(ours[0].document_name(), Some("AWS-RunShellScript"));
         let script = ours[0].parameters().unwrap()["commands"].join("\n");
         let reference = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/netsec-{}@{digest}", env.name);
