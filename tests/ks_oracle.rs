@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::samples::{continuous, phishing_columns, ternary};
 use common::SplitMix as Rng;
 
 use netsec::stats::ks::{ks_2samp, KsMethod, KsResult};
@@ -24,54 +25,6 @@ impl Case {
     }
 }
 
-/// The 30 feature columns of the phishing data set, split deterministically: every 5th row
-/// (row index % 5 == 4) goes to the test side, the others to the train side.
-fn phishing_columns() -> Vec<(String, Vec<f64>, Vec<f64>)> {
-    let mut reader = csv::Reader::from_path(common::phishing_csv()).expect("open phishing.csv");
-    let headers = reader.headers().expect("header row").clone();
-    let n_features = headers.len() - 1;
-    assert_eq!(n_features, 30);
-    assert_eq!(&headers[n_features], "Result");
-    let mut train = vec![Vec::new(); n_features];
-    let mut test = vec![Vec::new(); n_features];
-    for (row, record) in reader.records().enumerate() {
-        let record = record.expect("CSV record");
-        for (column, field) in record.iter().take(n_features).enumerate() {
-            let value: f64 = field.trim().parse().expect("numeric feature");
-            assert!([-1.0, 0.0, 1.0].contains(&value), "non-ternary value {value}");
-            if row % 5 == 4 {
-                test[column].push(value);
-            } else {
-                train[column].push(value);
-            }
-        }
-    }
-    assert_eq!((train[0].len(), test[0].len()), (8844, 2211));
-    headers
-        .iter()
-        .take(n_features)
-        .zip(train.into_iter().zip(test))
-        .map(|(name, (a, b))| (name.to_string(), a, b))
-        .collect()
-}
-
-/// `n` ternary values: -1 with probability `p_neg`, 0 with `p_zero`, else 1.
-fn ternary(seed: u64, n: usize, p_neg: f64, p_zero: f64) -> Vec<f64> {
-    let mut rng = Rng(seed);
-    (0..n)
-        .map(|_| {
-            let u = rng.uniform();
-            if u < p_neg {
-                -1.0
-            } else if u < p_neg + p_zero {
-                0.0
-            } else {
-                1.0
-            }
-        })
-        .collect()
-}
-
 /// A shuffled ternary sample with exactly `n_neg` -1s, `n_zero` 0s and `n_pos` 1s, to aim the
 /// statistic at a chosen branch of the p-value computation.
 fn from_counts(seed: u64, n_neg: usize, n_zero: usize, n_pos: usize) -> Vec<f64> {
@@ -85,12 +38,6 @@ fn from_counts(seed: u64, n_neg: usize, n_zero: usize, n_pos: usize) -> Vec<f64>
         v.swap(i, j);
     }
     v
-}
-
-/// `n` continuous values (many distinct: the sorting path), uniform on [shift, shift + 1).
-fn continuous(seed: u64, n: usize, shift: f64) -> Vec<f64> {
-    let mut rng = Rng(seed);
-    (0..n).map(|_| shift + rng.uniform()).collect()
 }
 
 fn synthetic_cases() -> Vec<Case> {
@@ -214,52 +161,4 @@ fn matches_scipy_ks_2samp() {
     assert!(failures.is_empty(), "{} case(s) differ from scipy:\n{}", failures.len(), failures.join("\n"));
     // The cases must exercise both methods (and the fallback).
     assert!(methods[0] >= 30 && methods[1] >= 10, "methods used: {methods:?}");
-}
-
-/// Time per call in release mode (the machine may be shared: each figure is the fastest of a
-/// few repetitions): `cargo test --release --test ks_oracle -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn timing() {
-    use std::time::{Duration, Instant};
-    fn fastest(repeats: usize, f: impl Fn() -> KsResult) -> (Duration, KsResult) {
-        let mut best = Duration::MAX;
-        let mut result = None;
-        for _ in 0..repeats {
-            let start = Instant::now();
-            let r = f();
-            best = best.min(start.elapsed());
-            result = Some(r);
-        }
-        (best, result.expect("at least one repetition"))
-    }
-
-    let columns = phishing_columns();
-    let mut total = Duration::ZERO;
-    let mut slowest = Duration::ZERO;
-    for (_, a, b) in &columns {
-        let (t, _) = fastest(7, || ks_2samp(a, b));
-        total += t;
-        slowest = slowest.max(t);
-    }
-    println!(
-        "exact, 30 phishing columns 8844 vs 2211: {:?} per call on average, slowest {slowest:?}",
-        total / columns.len() as u32
-    );
-    for (label, p_neg) in [("no drift", 0.30), ("mild drift", 0.31), ("drift", 0.33), ("strong drift", 0.45)] {
-        let a = ternary(101, 8844, 0.30, 0.20);
-        let b = ternary(102, 2211, p_neg, 0.20);
-        let (t, r) = fastest(7, || ks_2samp(&a, &b));
-        println!("exact 8844 vs 2211, {label}: {t:?} (D {}, p {:e})", r.statistic, r.p_value);
-    }
-    for (label, p_neg) in [("no drift", 0.30), ("mild drift", 0.31), ("strong drift", 0.45)] {
-        let a = ternary(103, 800_000, 0.30, 0.20);
-        let b = ternary(104, 200_000, p_neg, 0.20);
-        let (t, r) = fastest(5, || ks_2samp(&a, &b));
-        println!("asymptotic 800000 vs 200000, {label}: {t:?} (D {}, p {:e})", r.statistic, r.p_value);
-    }
-    let a = continuous(105, 800_000, 0.0);
-    let b = continuous(106, 200_000, 0.0);
-    let (t, r) = fastest(3, || ks_2samp(&a, &b));
-    println!("asymptotic 800000 vs 200000, continuous (sorting): {t:?} (D {}, p {:e})", r.statistic, r.p_value);
 }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+pub mod samples;
+
 /// The shared data set (never copied into the repo).
 pub fn phishing_csv() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/phishing.csv");
