@@ -62,17 +62,33 @@ impl Compiled {
 
     /// The staged sums of every row, in parallel over blocks of rows: as few blocks as fit,
     /// but at least one per thread (and as even as can be) while blocks have 64 rows or more.
+    /// Blocks are cut from the rows ordered by [`Compiled::similar_first`].
     fn all_blocks(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let n = rows.len() / self.n_features();
+        let n_features = self.n_features();
+        let n = rows.len() / n_features;
         let threads = rayon::current_num_threads();
         let blocks = n.div_ceil(MAX_BLOCK_ROWS).next_multiple_of(threads).min(n.div_ceil(64)).max(1);
-        let block_rows = n.div_ceil(blocks).max(1);
-        let parts: Vec<Vec<Vec<f64>>> = if blocks > 1 {
-            rows.par_chunks(block_rows * self.n_features()).map(|b| self.block(b, stages)).collect()
-        } else {
-            vec![self.block(rows, stages)]
-        };
-        (0..stages.len()).map(|s| parts.iter().flat_map(|p| p[s].iter().copied()).collect()).collect()
+        if blocks == 1 {
+            return self.block(rows, stages);
+        }
+        let order = self.similar_first(rows);
+        let sorted: Vec<f32> = order
+            .iter()
+            .flat_map(|&r| &rows[r as usize * n_features..(r as usize + 1) * n_features])
+            .copied()
+            .collect();
+        let block_rows = n.div_ceil(blocks);
+        let parts: Vec<Vec<Vec<f64>>> =
+            sorted.par_chunks(block_rows * n_features).map(|b| self.block(b, stages)).collect();
+        (0..stages.len())
+            .map(|s| {
+                let mut sums = vec![0.0; n];
+                for (&r, &sum) in order.iter().zip(parts.iter().flat_map(|p| &p[s])) {
+                    sums[r as usize] = sum;
+                }
+                sums
+            })
+            .collect()
     }
 
     /// The staged sums of one block of rows, bit-sliced in as few words as hold it.
@@ -80,14 +96,13 @@ impl Compiled {
         match (rows.len() / self.n_features()).div_ceil(64) {
             0 | 1 => self.block_of::<1>(rows, stages),
             2 => self.block_of::<2>(rows, stages),
-            3 | 4 => self.block_of::<4>(rows, stages),
             _ => self.block_of::<MAX_BLOCK_WORDS>(rows, stages),
         }
     }
 
     /// Trees in order over the block, a snapshot of the sums at each stage.
     fn block_of<const W: usize>(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
-        let columns = self.columns::<W>(rows);
+        let mut columns = self.columns::<W>(rows);
         let mut out = vec![Vec::new(); stages.len()];
         let mut acc = vec![0.0; rows.len() / self.n_features()];
         let mut done = 0;
@@ -96,7 +111,7 @@ impl Compiled {
         for s in order {
             let upto = stages[s].min(self.n_trees());
             for t in done..upto.max(done) {
-                self.add_tree_to(t, &columns, &mut acc);
+                self.add_tree_to(t, &mut columns, &mut acc);
             }
             done = done.max(upto);
             out[s] = acc.clone();
@@ -225,6 +240,22 @@ mod tests {
                 assert_eq!(*sum, walked, "row {r} of {n}");
             }
         }
+    }
+
+    #[test]
+    fn similar_first_orders_all_rows_by_the_first_conditions() {
+        // Conditions numbered as met: x0 > 0.5 first, then x1 > -0.5.
+        let compiled = Compiled::new(&[deeper(1.0, 2.0, 3.0)], &[1.0], 2);
+        let rows: Vec<f32> = (0..600).flat_map(|i| [(i % 3) as f32 - 1.0, (i % 7 % 2) as f32 - 1.0]).collect();
+        let order = compiled.similar_first(&rows);
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..600).collect::<Vec<u32>>(), "a permutation");
+        let key = |r: u32| {
+            let row = &rows[2 * r as usize..2 * r as usize + 2];
+            (row[0] > 0.5, row[1] > -0.5)
+        };
+        assert!(order.windows(2).all(|p| key(p[0]) <= key(p[1])), "sorted by x0's split, then x1's");
     }
 
     #[test]
