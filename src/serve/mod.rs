@@ -309,6 +309,19 @@ mod tests {
     }
 
     #[test]
+    fn io_threads_are_one_or_more() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let parse = |n: &str| <Serve as clap::Parser>::try_parse_from(["serve", "--io-threads", n]).map(|s| s.args);
+        assert_eq!(parse("3").unwrap().io_threads, Some(3));
+        assert!(parse("0").is_err());
+        assert!(default_io_threads() >= 1);
+    }
+
+    #[test]
     fn an_empty_token_turns_training_off() {
         let args = ServeArgs {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -321,6 +334,7 @@ mod tests {
             body_timeout: 1.0,
             shutdown_timeout: 1.0,
             drain_timeout: 1.0,
+            io_threads: None,
         };
         assert!(Options::from_args(Config::default(), &args, Some(String::new())).admin_token.is_none());
         assert!(Options::from_args(Config::default(), &args, Some("t".into())).admin_token.is_some());
