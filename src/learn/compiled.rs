@@ -46,7 +46,8 @@ impl Node {
     }
 
     fn is_leaf(self) -> bool {
-        self.0 & INTERNAL != INTERNAL || self.right() == 0
+        // `|`, not `||`: the one-row walk asks every lane, and must not branch on the answer.
+        (self.0 & INTERNAL != INTERNAL) | (self.right() == 0)
     }
 
     fn value(self) -> f64 {
