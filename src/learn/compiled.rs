@@ -42,7 +42,14 @@ impl Node {
     }
 
     fn internal(cond: u32, right: u32) -> Node {
+        // Checked here, where a larger number would spill into the tag bits.
+        assert!((cond as usize) < MAX_CONDITIONS, "more than {MAX_CONDITIONS} distinct splits");
         Node(INTERNAL | u64::from(cond) << 32 | u64::from(right))
+    }
+
+    /// This internal node with `right` as its right child.
+    fn with_right(self, right: u32) -> Node {
+        Node::internal(self.cond(), right)
     }
 
     fn is_leaf(self) -> bool {
@@ -115,7 +122,6 @@ impl Compiled {
             compiled.roots.push(compiled.nodes.len() as u32);
             compiled.add_tree(tree, weight, &mut numbers);
         }
-        assert!(compiled.features.len() <= MAX_CONDITIONS, "more than {MAX_CONDITIONS} distinct splits");
         compiled.words = compiled.features.len().div_ceil(64).max(1);
         compiled
     }
@@ -129,7 +135,7 @@ impl Compiled {
             self.depth = self.depth.max(depth);
             let at = self.nodes.len();
             if let Some(parent) = parent {
-                self.nodes[parent].0 |= at as u64;
+                self.nodes[parent] = self.nodes[parent].with_right(at as u32);
             }
             if tree.is_leaf(node) {
                 self.nodes.push(Node::leaf(weight * tree.values()[node]));
