@@ -35,6 +35,7 @@ pub mod model;
 pub mod packing;
 pub mod params;
 pub mod predict;
+pub mod row_mask;
 pub mod seed;
 pub mod tree;
 
