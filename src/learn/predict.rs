@@ -43,14 +43,19 @@ impl Compiled {
     /// for every stage and row, from one pass over the trees.
     ///
     /// Each distinct signature is walked once, in parallel over blocks of them: as few blocks
-    /// as fit, but at least one per thread (and as even as can be) while blocks have 64 rows
-    /// or more. Blocks are cut from the order of [`Compiled::distinct_signatures`].
+    /// as fit, but, when called from outside rayon's pool, at least one per thread (and as
+    /// even as can be) while blocks have 64 rows or more. Blocks are cut from the order of
+    /// [`Compiled::distinct_signatures`].
     pub fn staged_sums(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
         check_rows(rows, self.n_features());
         let (sigs, number) = self.distinct_signatures(rows);
         let words = self.words();
         let n = sigs.len() / words;
-        let threads = rayon::current_num_threads();
+        // Called from inside the pool, the pool's other threads are most likely busy with
+        // this call's siblings (a server's other uploads, a search's other fits), and two
+        // blocks cost more than one: two of 400 rows visit about 1.4 times the nodes that one
+        // of 800 does. So only a caller outside the pool (a batch job) splits for its threads.
+        let threads = if rayon::current_thread_index().is_some() { 1 } else { rayon::current_num_threads() };
         let blocks = n.div_ceil(max_block_rows()).next_multiple_of(threads).min(n.div_ceil(64)).max(1);
         let block_rows = n.div_ceil(blocks).max(1);
         let blocks: Vec<&[u64]> = sigs.chunks(block_rows * words).collect();
