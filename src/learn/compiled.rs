@@ -19,7 +19,7 @@
 
 use std::sync::OnceLock;
 
-use super::row_mask::RowMask;
+use super::row_mask::{for_each_bit, RowMask};
 use super::tree::Tree;
 
 /// One node in 8 bytes. A leaf is its value (its tree's weight times the leaf's value). An
@@ -201,22 +201,18 @@ impl Compiled {
         // The first condition is bit 0: reversed, it is the first word's most significant bit.
         let mut order: Vec<(u64, u32)> =
             (0..(sigs.len() / words) as u32).map(|r| (sig(r)[0].reverse_bits(), r)).collect();
-        // The rest of two signatures, whose first words are equal.
+        // The words after the first, for signatures whose first words are equal.
         let rest_cmp = |a: u32, b: u32| {
             let rest = |r| sig(r)[1..].iter().map(|w| w.reverse_bits());
             rest(a).cmp(rest(b))
         };
-        if words == 1 {
-            // Ties are equal signatures, in the order of their rows; any order would do.
-            order.sort_unstable();
-        } else {
-            order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| rest_cmp(a.1, b.1)));
-        }
+        // Ties are equal signatures: any order will do.
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| rest_cmp(a.1, b.1)));
         let mut distinct: Vec<u64> = Vec::with_capacity(sigs.len());
         let mut number = vec![0; order.len()];
         let mut previous = None;
         for &(first, r) in &order {
-            let repeat = previous.is_some_and(|(f, p)| f == first && (words == 1 || rest_cmp(p, r).is_eq()));
+            let repeat = previous.is_some_and(|(f, p)| f == first && rest_cmp(p, r).is_eq());
             if !repeat {
                 distinct.extend_from_slice(sig(r));
             }
@@ -253,22 +249,17 @@ impl Compiled {
     pub fn columns<M: RowMask>(&self, sigs: &[u64]) -> Columns<M> {
         let n = sigs.len() / self.words;
         assert!(n <= M::ROWS, "{n} rows do not fit in a mask of {}", M::ROWS);
-        let words = M::ROWS / 64;
+        let mask_words = M::ROWS / 64;
         // Condition `c`'s words, then all rows' words.
-        let mut bits = vec![0u64; (self.features.len() + 1) * words];
+        let mut bits = vec![0u64; (self.features.len() + 1) * mask_words];
         for (r, sig) in sigs.chunks_exact(self.words).enumerate() {
             let (word, bit) = (r / 64, r % 64);
             for (w, &conditions) in sig.iter().enumerate() {
-                let mut holds = conditions;
-                while holds != 0 {
-                    let c = w * 64 + holds.trailing_zeros() as usize;
-                    bits[c * words + word] |= 1 << bit;
-                    holds &= holds - 1;
-                }
+                for_each_bit(conditions, |c| bits[(w * 64 + c) * mask_words + word] |= 1 << bit);
             }
-            bits[self.features.len() * words + word] |= 1 << bit;
+            bits[self.features.len() * mask_words + word] |= 1 << bit;
         }
-        let mut masks: Vec<M> = bits.chunks_exact(words).map(M::from_words).collect();
+        let mut masks: Vec<M> = bits.chunks_exact(mask_words).map(M::from_words).collect();
         let all = masks.pop().expect("the mask of all rows");
         // A path holds at most one waiting right child per level, plus the one pushed and
         // popped at once when no row goes left.

@@ -42,13 +42,24 @@ impl Compiled {
     /// The weighted sums after the first `stages[i]` trees (capped at the number of trees),
     /// for every stage and row, from one pass over the trees.
     ///
-    /// Each distinct signature is walked once, in parallel over blocks of them: as few blocks
-    /// as fit, but, when called from outside rayon's pool, at least one per thread (and as
-    /// even as can be) while blocks have 64 rows or more. Blocks are cut from the order of
+    /// Each distinct signature is walked once, in parallel over blocks cut from the order of
     /// [`Compiled::distinct_signatures`].
     pub fn staged_sums(&self, rows: &[f32], stages: &[usize]) -> Vec<Vec<f64>> {
         check_rows(rows, self.n_features());
         let (sigs, number) = self.distinct_signatures(rows);
+        let parts = self.blocks(&sigs, stages);
+        (0..stages.len())
+            .map(|s| {
+                let distinct: Vec<f64> = parts.iter().flat_map(|p| &p[s]).copied().collect();
+                number.iter().map(|&d| distinct[d as usize]).collect()
+            })
+            .collect()
+    }
+
+    /// The staged sums of `sigs` (distinct signatures, in order), in blocks: as few as fit,
+    /// but, when called from outside rayon's pool, at least one per thread (and as even as can
+    /// be) while blocks have 64 rows or more. One entry per block, in order.
+    fn blocks(&self, sigs: &[u64], stages: &[usize]) -> Vec<Vec<Vec<f64>>> {
         let words = self.words();
         let n = sigs.len() / words;
         // Called from inside the pool, the pool's other threads are most likely busy with
@@ -73,12 +84,7 @@ impl Compiled {
                 *part = self.block(block, stages);
             }
         });
-        (0..stages.len())
-            .map(|s| {
-                let distinct: Vec<f64> = parts.iter().flat_map(|p| &p[s]).copied().collect();
-                number.iter().map(|&d| distinct[d as usize]).collect()
-            })
-            .collect()
+        parts
     }
 
     /// The staged sums of one block of rows (at most [`max_block_rows`]), bit-sliced in the

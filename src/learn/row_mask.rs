@@ -62,7 +62,7 @@ impl<const W: usize> RowMask for [u64; W] {
 
 /// Calls `f` with the index of each set bit of `word`, lowest first.
 #[inline(always)]
-fn for_each_bit(mut word: u64, mut f: impl FnMut(usize)) {
+pub fn for_each_bit(mut word: u64, mut f: impl FnMut(usize)) {
     while word != 0 {
         f(word.trailing_zeros() as usize);
         word &= word - 1;
@@ -126,14 +126,7 @@ mod avx512 {
 
         #[inline(always)]
         fn for_each_row(self, mut f: impl FnMut(usize)) {
-            for (v, &register) in self.0.iter().enumerate() {
-                // SAFETY: as for `and`.
-                let nonzero = unsafe { _mm512_test_epi64_mask(register, register) };
-                // SAFETY: both are 64 plain bytes; every bit pattern is valid for either.
-                let words = unsafe { std::mem::transmute::<__m512i, [u64; 8]>(register) };
-                // Only the words that hold rows: at the leaves most hold none.
-                for_each_bit(u64::from(nonzero), |w| for_each_bit(words[w], |bit| f(v * 512 + w * 64 + bit)));
-            }
+            self.for_each_word(|first, word| for_each_bit(word, |bit| f(first + bit)));
         }
 
         /// By eight rows at a time, in a masked vector add: the same instructions however many
@@ -144,27 +137,31 @@ mod avx512 {
             assert_eq!(acc.len(), Self::ROWS, "a value per row of the mask");
             // SAFETY: as for `and`.
             let value = unsafe { _mm512_set1_pd(value) };
-            for (v, &register) in self.0.iter().enumerate() {
-                // SAFETY: as for `and`, and as in `for_each_row`.
-                let nonzero = unsafe { _mm512_test_epi64_mask(register, register) };
-                let words = unsafe { std::mem::transmute::<__m512i, [u64; 8]>(register) };
-                for_each_bit(u64::from(nonzero), |w| {
-                    let rows = &mut acc[v * 512 + w * 64..][..64];
-                    for (eight, lanes) in rows.chunks_exact_mut(8).enumerate() {
-                        let mask = (words[w] >> (8 * eight)) as u8;
-                        // SAFETY: `lanes` is 8 values, read and written whole; AVX-512F as
-                        // for `and`.
-                        unsafe {
-                            let sums = _mm512_mask_add_pd(
-                                _mm512_loadu_pd(lanes.as_ptr()),
-                                mask,
-                                _mm512_loadu_pd(lanes.as_ptr()),
-                                value,
-                            );
-                            _mm512_storeu_pd(lanes.as_mut_ptr(), sums);
-                        }
+            self.for_each_word(|first, word| {
+                for (eight, lanes) in acc[first..first + 64].chunks_exact_mut(8).enumerate() {
+                    let rows = (word >> (8 * eight)) as u8;
+                    // SAFETY: `lanes` is 8 values, read and written whole; AVX-512F as for
+                    // `and`.
+                    unsafe {
+                        let sums = _mm512_loadu_pd(lanes.as_ptr());
+                        _mm512_storeu_pd(lanes.as_mut_ptr(), _mm512_mask_add_pd(sums, rows, sums, value));
                     }
-                });
+                }
+            });
+        }
+    }
+
+    impl<const V: usize> Wide<V> {
+        /// Calls `f` with each 64-bit word of the mask that holds rows, and the row of its
+        /// first bit: at the leaves most words hold none.
+        #[inline(always)]
+        fn for_each_word(self, mut f: impl FnMut(usize, u64)) {
+            for (v, &register) in self.0.iter().enumerate() {
+                // SAFETY: as for `and`.
+                let nonzero = unsafe { _mm512_test_epi64_mask(register, register) };
+                // SAFETY: both are 64 plain bytes; every bit pattern is valid for either.
+                let words = unsafe { std::mem::transmute::<__m512i, [u64; 8]>(register) };
+                for_each_bit(u64::from(nonzero), |w| f(v * 512 + w * 64, words[w]));
             }
         }
     }
