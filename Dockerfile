@@ -23,10 +23,14 @@ ARG SOURCE=unknown
 ARG REVISION=unknown
 ARG VERSION=unknown
 ARG CREATED=unknown
+# The sha256 of the build context (the Dockerfile and the files it copies), which
+# `cargo xtask deploy` compares: the same sources are the same inputs, however they were built.
+ARG INPUTS=unknown
 LABEL org.opencontainers.image.title="netsec" \
       org.opencontainers.image.description="Phishing-website classifier: training pipeline and HTTP service" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.created="${CREATED}"
+      org.opencontainers.image.created="${CREATED}" \
+      netsec.inputs="${INPUTS}"

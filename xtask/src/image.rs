@@ -18,7 +18,7 @@ mod run;
 use std::path::PathBuf;
 
 pub use engine::{Engine, ImageNames};
-pub use registry::push_tag;
+pub use registry::push_once;
 pub use run::{logs, wait_ready};
 
 /// The repository name the image gets unless `--tag` says otherwise.
@@ -37,10 +37,14 @@ pub struct ImageArgs {
     /// chain). In GitHub Actions, `image=REPOSITORY@DIGEST` is appended to $GITHUB_OUTPUT.
     #[arg(long, value_name = "REGISTRY")]
     pub push: Option<String>,
-    /// Push one tag, `<sha>-<image id>`, and no `latest`: for a repository whose tags are
-    /// immutable (the environments' ECR repositories).
+    /// Push one tag, `<sha>-<inputs digest>`, and no `latest`: for a repository whose tags are
+    /// immutable (the environments' ECR repositories). When the repository has that tag
+    /// already, the image there was built from the same inputs: it is not pushed again.
     #[arg(long, requires = "push")]
     pub immutable_tags: bool,
+    /// Build every layer anew, ignoring the engine's build cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Start the image (host network, the model store mounted at /models, NETSEC_* variables
     /// passed on), wait for /ready and print its URL.
     #[arg(long)]
@@ -70,17 +74,17 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
     let names = ImageNames::new(&args.tag)?;
     block_on(async {
         let engine = Engine::connect().await?;
-        let id = build(&engine, &names, false).await?;
-        println!("built {id}");
+        let built = build(&engine, &names, args.no_cache).await?;
+        println!("built {} inputs {}", built.id, built.inputs);
         for name in names.all() {
             println!("tagged {name}");
         }
         if let Some(registry) = &args.push {
             let tags = match args.immutable_tags {
-                true => vec![ecr::immutable_tag(&names.sha_tag, &id)],
-                false => names.tags(),
+                true => Tags::Immutable(ecr::immutable_tag(&names.sha_tag, &built.inputs)),
+                false => Tags::Mutable(names.tags()),
             };
-            push(&engine, &names, registry, &tags).await?;
+            push(&engine, &names, registry, tags).await?;
         }
         if args.run {
             let url = run::start(&engine, &names.sha_tagged(), &args.models, args.addr).await?;
@@ -90,9 +94,17 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Pushes the built image's `tags` into the registry's repository and reports the first by
+/// What a push writes into the repository.
+enum Tags {
+    /// Each tag pushed, moved if it was there.
+    Mutable(Vec<String>),
+    /// One tag that names one set of inputs forever: pushed only if the repository lacks it.
+    Immutable(String),
+}
+
+/// Pushes the built image's tags into the registry's repository and reports the first by
 /// digest (to GitHub Actions too, as the step output `image`).
-async fn push(engine: &Engine, names: &ImageNames, registry: &str, tags: &[String]) -> anyhow::Result<()> {
+async fn push(engine: &Engine, names: &ImageNames, registry: &str, tags: Tags) -> anyhow::Result<()> {
     let repository = registry::repository(registry, names);
     let host = repository.split('/').next().unwrap_or_default();
     let (credentials, target) = match (registry::Credentials::from_env()?, ecr::region(host)) {
@@ -102,10 +114,20 @@ async fn push(engine: &Engine, names: &ImageNames, registry: &str, tags: &[Strin
         }
         (None, None) => (None, repository.clone()),
     };
+    let source = names.sha_tagged();
+    let pushed = match tags {
+        Tags::Mutable(tags) => {
+            let mut pushed = Vec::new();
+            for tag in &tags {
+                pushed.push(registry::push_tag(engine, &source, &target, tag, credentials.as_ref()).await?);
+            }
+            pushed
+        }
+        Tags::Immutable(tag) => vec![registry::push_once(engine, &source, &target, &tag, credentials.as_ref()).await?],
+    };
     let mut first = None;
-    for tag in tags {
-        let pushed = registry::push_tag(engine, &names.sha_tagged(), &target, tag, credentials.as_ref()).await?;
-        println!("pushed {} digest {}", pushed.reference, pushed.digest);
+    for pushed in pushed {
+        println!("{pushed}");
         first.get_or_insert(format!("{repository}@{}", pushed.digest));
     }
     match first {
@@ -124,12 +146,23 @@ fn github_output(name: &str, value: &str) -> anyhow::Result<()> {
     writeln!(file, "{name}={value}").map_err(|e| anyhow::anyhow!("writing {name} to GITHUB_OUTPUT: {e}"))
 }
 
-/// Builds the static binary, stages it and builds the image (`no_cache`: every layer anew);
-/// returns the image's id.
-pub async fn build(engine: &Engine, names: &ImageNames, no_cache: bool) -> anyhow::Result<String> {
+/// An image just built.
+pub struct Built {
+    /// The engine's id (the config's digest: new with every build, through the labels).
+    pub id: String,
+    /// The digest of what it was built from (`context::Context::inputs`).
+    pub inputs: String,
+}
+
+/// Builds the static binary, stages it and builds the image (`no_cache`: every layer anew).
+pub async fn build(engine: &Engine, names: &ImageNames, no_cache: bool) -> anyhow::Result<Built> {
     let binary = binary::static_binary()?;
     context::stage(&binary)?;
-    engine.build(names, &context::build_args(&binary)?, no_cache).await
+    let context = context::pack()?;
+    let build_args = context::build_args(&binary, &context)?;
+    let inputs = context.inputs.clone();
+    let id = engine.build(names, context, &build_args, no_cache).await?;
+    Ok(Built { id, inputs })
 }
 
 /// Runs `future` on a runtime of its own (xtask is otherwise synchronous).

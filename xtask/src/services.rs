@@ -350,8 +350,8 @@ fn state_dir(name: &str) -> anyhow::Result<PathBuf> {
 fn spawn_listening(name: &str, command: &mut Command, log: &Path, port: u16) -> anyhow::Result<Child> {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
-    let process = own_group(command).spawn().map_err(|e| anyhow::anyhow!("cannot start {command:?}: {e}"))?;
-    if let Err(error) = wait_for_port(name, port, Duration::from_secs(60)) {
+    let mut process = own_group(command).spawn().map_err(|e| anyhow::anyhow!("cannot start {command:?}: {e}"))?;
+    if let Err(error) = wait_for_port(name, &mut process, port, Duration::from_secs(60)) {
         terminate(process);
         anyhow::bail!("{error} (its log: {})", log.display());
     }
@@ -363,10 +363,15 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Waits until something accepts connections on `port`, or fails after `timeout`.
-pub fn wait_for_port(name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until `port` accepts connections while `process` runs, or fails after `timeout`. A
+/// process that has exited fails at once: it could not start (its port taken by another
+/// process between `free_port` and its bind, say), and what answers there is not the service.
+fn wait_for_port(name: &str, process: &mut Child, port: u16, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
+        if let Some(status) = process.try_wait()? {
+            anyhow::bail!("{name} exited ({status}) before it listened on 127.0.0.1:{port}");
+        }
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(());
         }

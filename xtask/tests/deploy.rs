@@ -335,9 +335,9 @@ fn deploy_pushes_to_ecr_switches_through_ssm_and_then_has_nothing_to_do() {
     runtime().block_on(async {
         let config = sdk().await;
         let ssm = aws_sdk_ssm::Client::new(&config);
-        let commands = ssm.list_commands().send().await.unwrap();
         let instance = live_instances(&aws_sdk_ec2::Client::new(&config), &env).await.remove(0);
         let id = instance.instance_id().unwrap();
+        let commands = ssm.list_commands().instance_id(id).send().await.unwrap();
         let ours: Vec<_> = commands.commands().iter().filter(|c| c.instance_ids().contains(&id.to_string())).collect();
         let sent: Vec<_> = ours.iter().map(|c| (c.comment(), c.requested_date_time().map(|t| t.secs()))).collect();
         assert_eq!(ours.len(), 1, "one SSM command for one deploy: {sent:?}\n{first_log}");
@@ -356,6 +356,15 @@ fn deploy_pushes_to_ecr_switches_through_ssm_and_then_has_nothing_to_do() {
 
     let second = succeeds(&mut deploy());
     assert!(second.contains("nothing to deploy") && second.contains("(0 mutating calls)"), "{second}");
+    // The same sources built with no layer cache (as on a fresh CI machine, or beside other
+    // builds) have new layer ids but the same inputs: still nothing to deploy.
+    let cold = format!("netsec-cold-{}", env.name);
+    let mut rebuild = xtask(&["image", "--tag", &cold, "--no-cache"]);
+    succeeds(rebuild.env("DOCKER_HOST", &host).current_dir(root()));
+    let mut deploy_cold = deploy();
+    deploy_cold.args(["--image", &cold]);
+    let third = succeeds(&mut deploy_cold);
+    assert!(third.contains("nothing to deploy") && third.contains("(0 mutating calls)"), "{third}");
 
     let status = succeeds(&mut xtask(&["status", "--env", env.path()]));
     assert!(status.contains("6 unchanged") && status.contains(&digest) && status.contains("runner i-"), "{status}");
@@ -363,8 +372,11 @@ fn deploy_pushes_to_ecr_switches_through_ssm_and_then_has_nothing_to_do() {
     let rolled = succeeds(&mut xtask(&["rollback", "--env", env.path(), "--to", tag]));
     assert!(rolled.contains("rolled ") && rolled.contains(&digest), "{rolled}");
     runtime().block_on(async {
-        let ssm = aws_sdk_ssm::Client::new(&sdk().await);
-        let commands = ssm.list_commands().send().await.unwrap();
+        let config = sdk().await;
+        let ssm = aws_sdk_ssm::Client::new(&config);
+        // This runner's commands only: other tests' runners get `status` commands too.
+        let instance = live_instances(&aws_sdk_ec2::Client::new(&config), &env).await.remove(0);
+        let commands = ssm.list_commands().instance_id(instance.instance_id().unwrap()).send().await.unwrap();
         let scripts = commands.commands().iter().filter_map(|c| c.parameters()?.get("commands").map(|l| l.join("\n")));
         assert!(scripts.clone().any(|s| s.contains("'rollback' '123456789012.dkr.ecr.")), "rollback by digest");
         assert!(scripts.clone().any(|s| s.ends_with("'status'")), "status asks the host");
@@ -459,6 +471,17 @@ fn an_image_pushed_by_the_image_job_deploys_by_digest() {
     assert!(deployed.contains(&format!("deployed {reference}")), "{deployed}");
     let again = succeeds(&mut deploy(&reference));
     assert!(again.contains("nothing to deploy"), "{again}");
+
+    // The image job again for the same sources, from a cold layer cache as on a fresh runner:
+    // its tag names the same inputs, so nothing is pushed and the reference is the same.
+    std::fs::write(outputs.path(), "").unwrap();
+    let repeated = succeeds(push.arg("--no-cache"));
+    assert!(!repeated.contains("pushed "), "the registry has these inputs: {repeated}");
+    assert!(repeated.contains(&format!("unchanged {registry}/netsec-{}:{tag} digest", env.name)), "{repeated}");
+    let written = std::fs::read_to_string(outputs.path()).unwrap();
+    assert_eq!(written.trim().strip_prefix("image="), Some(reference.as_str()));
+    let third = succeeds(&mut deploy(&reference));
+    assert!(third.contains("nothing to deploy"), "{third}");
 
     let digest = reference.split('@').nth(1).unwrap();
     let elsewhere = fails(&mut deploy(&format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/other@{digest}")));

@@ -40,7 +40,16 @@ struct Built {
     name: String,
     repository: String,
     id: String,
+    /// The inputs digest xtask printed.
+    inputs: String,
     stdout: String,
+}
+
+/// The `built <id> inputs <digest>` line of `cargo xtask image`: the id and the inputs digest.
+fn built_line(stdout: &str) -> (String, String) {
+    let line = stdout.lines().find_map(|l| l.strip_prefix("built ")).expect("a `built` line");
+    let (id, inputs) = line.split_once(" inputs ").unwrap_or_else(|| panic!("no inputs digest: {line}"));
+    (id.to_string(), inputs.to_string())
 }
 
 fn built(host: &str) -> &'static Built {
@@ -49,9 +58,9 @@ fn built(host: &str) -> &'static Built {
         let repository = format!("netsec-test-{}", std::process::id());
         let output = succeed(&mut xtask(host, &["image", "--tag", &repository]));
         let stdout = text(&output.stdout);
-        let id = stdout.lines().find_map(|l| l.strip_prefix("built ")).expect("a `built` line").to_string();
+        let (id, inputs) = built_line(&stdout);
         let name = stdout.lines().find_map(|l| l.strip_prefix("tagged ")).expect("a `tagged` line").to_string();
-        Built { name, repository, id, stdout }
+        Built { name, repository, id, inputs, stdout }
     })
 }
 
@@ -167,9 +176,30 @@ fn the_image_has_its_labels_user_entrypoint_and_is_small() {
     assert_eq!(config.user.as_deref(), Some("10001:10001"));
     assert_eq!(config.entrypoint, Some(vec!["/usr/local/bin/netsec".to_string()]));
     assert_eq!(config.cmd, Some(vec!["serve".to_string()]));
+    assert_eq!(labels.get("netsec.inputs"), Some(&built.inputs), "the inputs digest is a label");
+    assert!(built.inputs.starts_with("sha256:") && built.inputs.len() == 71, "{}", built.inputs);
     let size = image.size.unwrap();
     assert!(size <= 25_000_000, "the image is {size} bytes, over 25 MB");
     assert!(built.stdout.contains(&format!("tagged {}:latest", built.repository)));
+}
+
+/// The engine's layer ids are not a function of the sources (COPY stamps the folders it makes
+/// with the build's time), so "the same image" is the same inputs: a rebuild with no layer
+/// cache, as on a fresh CI machine, has the inputs digest of the first build.
+#[test]
+fn a_rebuild_without_the_layer_cache_has_the_same_inputs() {
+    let host = require_engine!();
+    let built = built(&host);
+    let name = format!("{}-cold", built.repository);
+    let output = succeed(&mut xtask(&host, &["image", "--tag", &name, "--no-cache"]));
+    let (id, inputs) = built_line(&text(&output.stdout));
+    assert_ne!(id, built.id, "a new build is a new image (its created label)");
+    assert_eq!(inputs, built.inputs, "the same sources are the same inputs");
+    let layers = |image: &str| block_on(docker(&host).inspect_image(image)).unwrap().root_fs.unwrap().layers;
+    // Shown, not asserted: the engine decides whether a fresh layer repeats an old one's id.
+    eprintln!("layers: first build {:?}, cold rebuild {:?}", layers(&built.id), layers(&id));
+    let inspected = block_on(docker(&host).inspect_image(&id)).unwrap();
+    assert_eq!(inspected.config.unwrap().labels.unwrap().get("netsec.inputs"), Some(&inputs));
 }
 
 #[test]
@@ -297,7 +327,8 @@ fn push_then_pull_back_by_digest_gives_the_built_image() {
     let mut command = xtask(&host, &["image", "--tag", &name, "--push", &registry]);
     let output = succeed(command.env("NETSEC_REGISTRY_USER", &user).env("NETSEC_REGISTRY_PASSWORD", &password));
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
-    let id = stdout.lines().find_map(|l| l.strip_prefix("built ")).expect("a `built` line");
+    let (id, _) = built_line(&stdout);
+    let id = id.as_str();
     assert!(!stdout.contains(&password) && !stderr.contains(&password), "the password was printed");
     let pushed: Vec<(&str, &str)> =
         stdout.lines().filter_map(|l| l.strip_prefix("pushed ")).filter_map(|l| l.split_once(" digest ")).collect();

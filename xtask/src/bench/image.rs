@@ -63,7 +63,7 @@ async fn measure(work: &Path) -> anyhow::Result<Figures> {
     let engine = Engine::connect().await?;
     let names = ImageNames::new(&format!("netsec-bench-{}", std::process::id()))?;
     // The first build warms cargo's cache and the engine's.
-    let id = image::build(&engine, &names, false).await?;
+    let id = image::build(&engine, &names, false).await?.id;
     let mut timings = (Vec::new(), Vec::new());
     for _ in 0..BUILDS {
         timings.0.push(timed(image::build(&engine, &names, false)).await?);

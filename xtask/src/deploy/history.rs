@@ -16,10 +16,12 @@ pub struct Deployment {
     pub image: String,
     /// The local image id (the config digest, new with every build).
     pub image_id: String,
-    /// What the image runs: its layers and run configuration (`Engine::content_digest`).
+    /// The digest of the inputs the image was built from (its `netsec.inputs` label), empty
+    /// for an image deployed by digest. Records written before it had `content`, a digest of
+    /// the engine's layer ids, which is ignored.
     #[serde(default)]
-    pub content: String,
-    /// The tag pushed (`<git sha>-<image id prefix>`).
+    pub inputs: String,
+    /// The tag pushed (`<git sha>-<inputs digest prefix>`).
     pub tag: String,
     /// Seconds since the Unix epoch.
     pub at: u64,
@@ -104,7 +106,7 @@ mod tests {
         Deployment {
             image: image.into(),
             image_id: String::new(),
-            content: String::new(),
+            inputs: String::new(),
             tag: tag.into(),
             at: 0,
             by: String::new(),

@@ -27,12 +27,25 @@ pub struct DeployArgs {
     pub force: bool,
 }
 
-/// The image to deploy: where it is, its id, what it runs, and its tag in ECR.
+/// The image to deploy: where it is, its id, what it was built from, and its tag in ECR.
 struct Candidate {
     origin: Origin,
     id: String,
-    content: String,
+    /// The inputs digest of a local image that has one (`context::Context::inputs`).
+    inputs: Option<String>,
     tag: String,
+}
+
+impl Candidate {
+    /// Whether `live` already serves this image: the same inputs, or for an image known only
+    /// by its digest (or built without an inputs label), the very same image.
+    fn is_served_by(&self, live: &Deployment) -> bool {
+        match (&self.inputs, &self.origin) {
+            (Some(inputs), _) => live.inputs == *inputs,
+            (None, Origin::Pushed(reference)) => live.image == *reference,
+            (None, Origin::Local { .. }) => live.image_id == self.id,
+        }
+    }
 }
 
 enum Origin {
@@ -57,13 +70,14 @@ async fn candidate(aws: &Aws, environment: &Environment, args: &DeployArgs) -> a
 
 async fn local_candidate(engine: Engine, name: String, prefix: &str) -> anyhow::Result<Candidate> {
     let id = engine.image_id(&name).await?;
-    let content = engine.content_digest(&name).await?;
-    let tag = ecr::immutable_tag(prefix, &id);
-    Ok(Candidate { origin: Origin::Local { engine, name }, id, content, tag })
+    let inputs = engine.inputs(&name).await?;
+    let tag = ecr::immutable_tag(prefix, inputs.as_deref().unwrap_or(&id));
+    Ok(Candidate { origin: Origin::Local { engine, name }, id, inputs, tag })
 }
 
 /// An image already pushed: it must be in this environment's repository, and ECR must have it.
-/// Its manifest digest stands for its content (the image was built elsewhere).
+/// Its manifest digest names it (the image job pushes a rebuild of the same inputs under the
+/// same tag, so with the same digest).
 async fn pushed(aws: &Aws, environment: &Environment, reference: &str) -> anyhow::Result<Candidate> {
     let uri = repository::uri(aws, environment).await?;
     let digest = reference
@@ -80,7 +94,7 @@ async fn pushed(aws: &Aws, environment: &Environment, reference: &str) -> anyhow
     let image = found.image_details().first().ok_or_else(not_found)?;
     let tag = image.image_tags().first().cloned().unwrap_or_else(|| "untagged".into());
     let digest = digest.to_string();
-    Ok(Candidate { origin: Origin::Pushed(reference.to_string()), id: digest.clone(), content: digest, tag })
+    Ok(Candidate { origin: Origin::Pushed(reference.to_string()), id: digest, inputs: None, tag })
 }
 
 pub async fn deploy(environment: &Environment, args: &DeployArgs) -> anyhow::Result<()> {
@@ -89,13 +103,13 @@ pub async fn deploy(environment: &Environment, args: &DeployArgs) -> anyhow::Res
     let planned = plan::plan(&aws, environment).await?;
     let history = History::read(&aws, environment).await?;
     let changes = plan::print(&planned);
-    // A rebuild of the same sources is a new image id (labels, creation time) but the same
-    // content: nothing to deploy.
-    let unchanged = history.live().filter(|live| !changes && !args.force && live.content == candidate.content);
+    // A rebuild of the same sources is a new image id (labels, creation time) and, from a cold
+    // cache, new layer ids, but the same inputs: nothing to deploy.
+    let unchanged = history.live().filter(|live| !changes && !args.force && candidate.is_served_by(live));
     if let Some(live) = unchanged {
         let mutations = aws.calls.mutations_since(0).len();
         println!(
-            "nothing to deploy: the runner serves {} with the same content ({mutations} mutating calls)",
+            "nothing to deploy: the runner serves {} built from the same inputs ({mutations} mutating calls)",
             live.image
         );
         return Ok(());
@@ -125,7 +139,7 @@ async fn deploy_locked(
     let deployment = Deployment {
         image: reference.clone(),
         image_id: candidate.id.clone(),
-        content: candidate.content.clone(),
+        inputs: candidate.inputs.clone().unwrap_or_default(),
         tag: candidate.tag.clone(),
         at: lock::now(),
         by: lock::whoami(),
@@ -136,13 +150,14 @@ async fn deploy_locked(
     Ok(())
 }
 
-/// Pushes the local image to the environment's repository with a fresh ECR token; returns the
-/// reference by digest (`<repository uri>@sha256:…`).
+/// Pushes the local image to the environment's repository with a fresh ECR token (unless the
+/// repository has its tag, so its inputs, already); returns the reference by digest
+/// (`<repository uri>@sha256:…`).
 async fn push(aws: &Aws, engine: &Engine, environment: &Environment, name: &str, tag: &str) -> anyhow::Result<String> {
     let uri = repository::uri(aws, environment).await?;
     let credentials = ecr::credentials(&aws.ecr).await?;
-    let pushed = image::push_tag(engine, name, &ecr::target(&uri), tag, Some(&credentials)).await?;
-    println!("pushed {} digest {}", pushed.reference, pushed.digest);
+    let pushed = image::push_once(engine, name, &ecr::target(&uri), tag, Some(&credentials)).await?;
+    println!("{pushed}");
     Ok(format!("{uri}@{}", pushed.digest))
 }
 

@@ -30,8 +30,8 @@ pub fn static_binary() -> anyhow::Result<PathBuf> {
         "netsec",
         "--message-format=json-render-diagnostics",
     ]);
+    command.env("CARGO_ENCODED_RUSTFLAGS", rustflags().join("\x1f")).env_remove("RUSTFLAGS");
     // Symbols and debug info would triple the image; this build is only for the image.
-    command.env("RUSTFLAGS", "-C target-feature=+crt-static").env_remove("CARGO_ENCODED_RUSTFLAGS");
     command.env("CARGO_PROFILE_RELEASE_DEBUG", "0").env("CARGO_PROFILE_RELEASE_STRIP", "symbols");
     let output = command.stderr(Stdio::inherit()).output()?;
     anyhow::ensure!(output.status.success(), "building the static netsec binary failed ({})", output.status);
@@ -43,6 +43,21 @@ pub fn static_binary() -> anyhow::Result<PathBuf> {
         binary.display()
     );
     Ok(binary)
+}
+
+/// Static linking, and the build machine's paths (the checkout's, cargo's home) replaced by
+/// fixed ones: panic locations name source files, and the binary, so the image's inputs
+/// digest, must be the same whichever folder the sources were built in.
+fn rustflags() -> Vec<String> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let mut flags = vec!["-C".to_string(), "target-feature=+crt-static".to_string()];
+    let remaps = [Some((project_root(), "/netsec")), cargo_home.map(|home| (home, "/cargo"))];
+    for (from, to) in remaps.into_iter().flatten() {
+        flags.push(format!("--remap-path-prefix={}={to}", from.display()));
+    }
+    flags
 }
 
 /// The `netsec` executable among cargo's JSON messages.

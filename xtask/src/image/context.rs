@@ -1,7 +1,11 @@
 //! The build context: the files the Dockerfile copies, and nothing else. The binary and the CA
 //! certificates are staged in target/image/ (so that a plain `docker build .` finds them too);
 //! the context is the Dockerfile plus every source its COPY lines name, packed as a tar in
-//! memory.
+//! memory, and its digest names the image's inputs.
+//!
+//! Why the inputs and not the engine's layer ids say whether two images are the same: COPY
+//! stamps the folders it creates with the time of the build, so a layer built afresh (a cold
+//! cache, a pruned one, or two builds of one context at once) gets a new id from the same files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,22 +31,44 @@ pub fn stage(binary: &Path) -> anyhow::Result<PathBuf> {
     Ok(stage)
 }
 
-/// Copies through a temporary name, so that a staged file is absent or whole.
+/// Copies through a temporary name of this process's own, so that a staged file is absent or
+/// whole even while other builds stage the same file.
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let partial = to.with_extension("partial");
+    let partial = to.with_extension(format!("partial-{}", std::process::id()));
     std::fs::copy(from, &partial)
         .map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", from.display(), partial.display()))?;
     std::fs::rename(&partial, to)?;
     Ok(())
 }
 
-/// The Dockerfile and every file its COPY lines name, as a tar in memory.
-pub fn pack() -> anyhow::Result<Vec<u8>> {
-    let root = project_root();
+/// The label that carries an image's inputs digest, set from the build argument `INPUTS`.
+pub const INPUTS_LABEL: &str = "netsec.inputs";
+
+/// What the engine is sent.
+pub struct Context {
+    /// The Dockerfile and every file its COPY lines name, as a tar.
+    pub tar: Vec<u8>,
+    /// `sha256:` and the tar's sha256: a function of those files' contents alone, so the same
+    /// sources give the same inputs on any machine, whatever the engine's cache holds. The
+    /// build arguments are left out: they only feed labels.
+    pub inputs: String,
+}
+
+/// Packs the context from the files as they are now.
+pub fn pack() -> anyhow::Result<Context> {
+    use sha2::{Digest, Sha256};
+    let tar = pack_tar(&project_root())?;
+    let inputs = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
+    Ok(Context { tar, inputs })
+}
+
+/// The Dockerfile and every file its COPY lines name, as a tar in memory: names sorted, and
+/// a fixed time, mode and owner, so that the bytes depend on the files' contents alone.
+fn pack_tar(root: &Path) -> anyhow::Result<Vec<u8>> {
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile"))?;
     let mut files = vec![PathBuf::from("Dockerfile")];
     for source in copy_sources(&dockerfile) {
-        files.extend(expand(&root, Path::new(&source))?);
+        files.extend(expand(root, Path::new(&source))?);
     }
     let mut tar = tar::Builder::new(Vec::new());
     for file in &files {
@@ -89,10 +115,11 @@ fn copy_sources(dockerfile: &str) -> Vec<String> {
     sources
 }
 
-/// The Dockerfile's ARGs behind the OCI labels.
-pub fn build_args(binary: &Path) -> anyhow::Result<HashMap<String, String>> {
+/// The Dockerfile's ARGs, all behind labels: the OCI ones and the inputs digest.
+pub fn build_args(binary: &Path, context: &Context) -> anyhow::Result<HashMap<String, String>> {
     let created = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     Ok(HashMap::from([
+        ("INPUTS".into(), context.inputs.clone()),
         ("SOURCE".into(), source_url()),
         ("REVISION".into(), git_revision()?.full),
         ("VERSION".into(), super::binary::version(binary)?),
@@ -151,6 +178,46 @@ mod tests {
     fn copy_sources_leave_out_flags_and_destinations() {
         let dockerfile = "FROM scratch\nCOPY a b /etc/\ncopy --chown=1:1 c/ \\\n  /d\nCMD [\"x\"]\n";
         assert_eq!(copy_sources(dockerfile), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn the_tar_depends_on_the_files_contents_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY a b/ /x/\n").unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        for (name, text) in [("a", "one"), ("b/d", "two"), ("b/c", "three")] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let first = pack_tar(dir.path()).unwrap();
+        // Rewritten with the same bytes (new times), and a folder listed in another order.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::remove_file(dir.path().join("b/d")).unwrap();
+        std::fs::write(dir.path().join("b/d"), "two").unwrap();
+        std::fs::write(dir.path().join("a"), "one").unwrap();
+        assert_eq!(pack_tar(dir.path()).unwrap(), first);
+        std::fs::write(dir.path().join("b/c"), "three!").unwrap();
+        assert_ne!(pack_tar(dir.path()).unwrap(), first, "a changed file changes the inputs");
+    }
+
+    /// The build arguments change only labels (so the inputs digest can leave them out), and
+    /// INPUTS is the label the deploy reads.
+    #[test]
+    fn every_build_argument_only_feeds_a_label() {
+        let dockerfile = std::fs::read_to_string(project_root().join("Dockerfile")).unwrap();
+        let joined = dockerfile.replace("\\\n", " ");
+        let args: Vec<&str> = joined
+            .lines()
+            .filter_map(|l| l.strip_prefix("ARG "))
+            .map(|a| a.split('=').next().unwrap().trim())
+            .collect();
+        assert!(args.contains(&"INPUTS"), "{args:?}");
+        for line in joined.lines().filter(|l| !l.starts_with("ARG ") && !l.starts_with('#')) {
+            for arg in &args {
+                let used = line.contains(&format!("${{{arg}}}")) || line.contains(&format!("${arg}"));
+                assert!(!used || line.starts_with("LABEL "), "ARG {arg} is used outside a label: {line}");
+            }
+        }
+        assert!(joined.contains(&format!("{INPUTS_LABEL}=\"${{INPUTS}}\"")), "the inputs label is set from INPUTS");
     }
 
     #[test]

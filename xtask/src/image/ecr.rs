@@ -44,11 +44,11 @@ pub fn target(repository: &str) -> String {
     }
 }
 
-/// The one tag an image gets in a repository whose tags are immutable: `<prefix>-<image id>`
-/// (12 hex digits). `latest` could never move, and a rebuild of the same commit is another
-/// image that needs a tag of its own.
-pub fn immutable_tag(prefix: &str, image_id: &str) -> String {
-    let short = image_id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+/// The one tag an image gets in a repository whose tags are immutable: `<prefix>-<inputs>`
+/// (the first 12 hex digits of its inputs digest). `latest` could never move; a rebuild of the
+/// same inputs is the same image, so it has the same tag and is not pushed again.
+pub fn immutable_tag(prefix: &str, inputs: &str) -> String {
+    let short = inputs.trim_start_matches("sha256:").chars().take(12).collect::<String>();
     format!("{prefix}-{short}")
 }
 
@@ -65,7 +65,7 @@ mod tests {
     }
 
     #[test]
-    fn the_immutable_tag_joins_the_prefix_and_the_short_id() {
+    fn the_immutable_tag_joins_the_prefix_and_the_short_inputs_digest() {
         assert_eq!(immutable_tag("abc1234", "sha256:0123456789abcdef0123"), "abc1234-0123456789ab");
     }
 }

@@ -30,15 +30,16 @@ impl Engine {
         Ok(Engine { docker })
     }
 
-    /// Builds the image from the in-memory context, tags it with every name, returns its id.
+    /// Builds the image from the packed context, tags it with every name, returns its id.
     pub async fn build(
         &self,
         names: &ImageNames,
+        context: context::Context,
         build_args: &HashMap<String, String>,
         no_cache: bool,
     ) -> anyhow::Result<String> {
-        let tar = context::pack()?;
-        eprintln!("xtask: sending a build context of {:.1} MB", tar.len() as f64 / 1e6);
+        let tar = context.tar;
+        eprintln!("xtask: sending a build context of {:.1} MB ({})", tar.len() as f64 / 1e6, context.inputs);
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(&names.sha_tagged())
@@ -77,25 +78,12 @@ impl Engine {
         self.docker.tag_image(source, Some(options)).await.map_err(|e| anyhow::anyhow!("cannot tag {target}: {e}"))
     }
 
-    /// What the image runs, without its labels and creation time (which every build
-    /// changes): the layers and the run configuration, hashed. Two builds of the same
-    /// sources give the same content digest and different image ids.
-    pub async fn content_digest(&self, name: &str) -> anyhow::Result<String> {
-        use sha2::{Digest, Sha256};
+    /// The digest of the inputs the image was built from (its `netsec.inputs` label), or None
+    /// for an image built without it (a plain `docker build .`).
+    pub async fn inputs(&self, name: &str) -> anyhow::Result<Option<String>> {
         let image = self.docker.inspect_image(name).await.map_err(|e| anyhow::anyhow!("no image {name}: {e}"))?;
-        let config = image.config.unwrap_or_default();
-        let content = serde_json::json!({
-            "layers": image.root_fs.and_then(|fs| fs.layers),
-            "user": config.user,
-            "env": config.env,
-            "entrypoint": config.entrypoint,
-            "cmd": config.cmd,
-            "exposed_ports": config.exposed_ports,
-            "working_dir": config.working_dir,
-            "stop_signal": config.stop_signal,
-        });
-        let digest = Sha256::digest(content.to_string().as_bytes());
-        Ok(format!("sha256:{}", hex::encode(digest)))
+        let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+        Ok(labels.get(context::INPUTS_LABEL).filter(|v| v.starts_with("sha256:")).cloned())
     }
 
     pub async fn image_id(&self, name: &str) -> anyhow::Result<String> {

@@ -60,6 +60,19 @@ impl Credentials {
 pub struct Pushed {
     pub reference: String,
     pub digest: String,
+    /// The registry had the tag already, so nothing was sent.
+    pub already_there: bool,
+}
+
+impl std::fmt::Display for Pushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.already_there {
+            false => write!(f, "pushed {} digest {}", self.reference, self.digest),
+            true => {
+                write!(f, "unchanged {} digest {} (the registry has these inputs already)", self.reference, self.digest)
+            }
+        }
+    }
 }
 
 /// The repository an image goes to: REGISTRY/NAME, or REGISTRY itself when it has a path.
@@ -70,6 +83,26 @@ pub fn repository(registry: &str, names: &ImageNames) -> String {
     }
     let name = names.repository.rsplit('/').next().unwrap_or(&names.repository);
     format!("{registry}/{name}")
+}
+
+/// Pushes an immutable tag (one that names one set of inputs) unless the registry has it: then
+/// the image there was built from the same inputs, and its digest is the answer. Asking costs
+/// one manifest request; pushing again would be refused by an immutable repository.
+pub async fn push_once(
+    engine: &Engine,
+    source: &str,
+    repository: &str,
+    tag: &str,
+    credentials: Option<&Credentials>,
+) -> anyhow::Result<Pushed> {
+    let reference = format!("{repository}:{tag}");
+    let server = repository.split('/').next().unwrap_or(repository);
+    let found = engine.docker.inspect_registry_image(&reference, credentials.map(|c| c.for_server(server))).await;
+    match found.ok().and_then(|found| found.descriptor.digest) {
+        Some(digest) => Ok(Pushed { reference, digest, already_there: true }),
+        // Not there (or the registry would not say): push, which reports any real failure.
+        None => push_tag(engine, source, repository, tag, credentials).await,
+    }
 }
 
 /// Tags the local image `source` as `repository:tag` and pushes that tag.
@@ -96,7 +129,7 @@ pub async fn push_tag(
         }
     }
     let digest = digest.ok_or_else(|| anyhow::anyhow!("the engine reported no digest for {reference}"))?;
-    Ok(Pushed { reference, digest })
+    Ok(Pushed { reference, digest, already_there: false })
 }
 
 /// A push failure, with what to check when the registry refused the credentials.
