@@ -26,8 +26,11 @@ use crate::deploy::environment::Environment;
 pub const MAX_ATTEMPTS: u32 = 5;
 
 pub struct Aws {
+    pub acm: aws_sdk_acm::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub ec2: aws_sdk_ec2::Client,
+    /// Elastic Load Balancing (v2: Application Load Balancers).
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub iam: aws_sdk_iam::Client,
     pub s3: aws_sdk_s3::Client,
     pub ssm: aws_sdk_ssm::Client,
@@ -56,20 +59,20 @@ impl Aws {
         let account = identity.account().unwrap_or_default().to_string();
         // A local stand-in has no per-bucket host names.
         let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(shared.endpoint_url().is_some());
+        // One configuration for every service, each call through the call log.
+        macro_rules! client {
+            ($sdk:ident) => {
+                $sdk::Client::from_conf($sdk::config::Builder::from(&shared).interceptor(calls.clone()).build())
+            };
+        }
         Ok(Aws {
-            ecr: aws_sdk_ecr::Client::from_conf(
-                aws_sdk_ecr::config::Builder::from(&shared).interceptor(calls.clone()).build(),
-            ),
-            ec2: aws_sdk_ec2::Client::from_conf(
-                aws_sdk_ec2::config::Builder::from(&shared).interceptor(calls.clone()).build(),
-            ),
-            iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(&shared).interceptor(calls.clone()).build(),
-            ),
+            acm: client!(aws_sdk_acm),
+            ecr: client!(aws_sdk_ecr),
+            ec2: client!(aws_sdk_ec2),
+            elb: client!(aws_sdk_elasticloadbalancingv2),
+            iam: client!(aws_sdk_iam),
             s3: aws_sdk_s3::Client::from_conf(s3.interceptor(calls.clone()).build()),
-            ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(&shared).interceptor(calls.clone()).build(),
-            ),
+            ssm: client!(aws_sdk_ssm),
             region,
             account,
             calls,

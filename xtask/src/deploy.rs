@@ -3,14 +3,17 @@
 //!
 //! ```text
 //!  environment (infra/<env>.yaml) ─► plan (read every resource, diff) ─► apply (steps in order)
-//!                                      repository · bucket · role + profile · firewall · runner
+//!                                      repository · bucket · role + profile · firewall
+//!                                      · (a fleet: target group · balancer) · runner
 //!  deploy = image ─► lock ─► apply ─► ECR push ─► remote (SSM Run Command: netsec-update.sh) ─► history
 //! ```
 //!
 //! Every AWS call goes through [`crate::aws::Aws`], whose call log lets `apply` prove it made no
 //! mutating call when nothing had changed.
 
+mod balancer;
 mod bucket;
+mod elb;
 pub mod environment;
 mod firewall;
 mod history;
@@ -22,6 +25,7 @@ mod remote;
 pub mod repository;
 pub mod role;
 mod runner;
+mod target_group;
 
 use environment::Environment;
 

@@ -85,6 +85,21 @@ pub fn trust_policy(provider_arn: &str, repo: &str) -> Value {
 
 /// What deploy.yml's jobs may do.
 pub fn deploy_policy(aws: &Aws, environment: &Environment) -> Value {
+    let mut policy = base_deploy_policy(aws, environment);
+    if let Some(fleet) = &environment.fleet {
+        // `plan` checks that the fleet's certificate is issued.
+        let statement = json!({
+            "Sid": "FleetCertificateRead",
+            "Effect": "Allow",
+            "Action": "acm:DescribeCertificate",
+            "Resource": fleet.tls.certificate_arn,
+        });
+        policy["Statement"].as_array_mut().expect("a list of statements").push(statement);
+    }
+    policy
+}
+
+fn base_deploy_policy(aws: &Aws, environment: &Environment) -> Value {
     let repository = aws.arn("ecr", &format!("repository/{}", environment.repository.name));
     let bucket = format!("arn:aws:s3:::{}", environment.bucket.name);
     let iam = |what: &str| format!("arn:aws:iam::{}:{what}{PATH}*", aws.account);
@@ -116,6 +131,11 @@ pub fn deploy_policy(aws: &Aws, environment: &Environment) -> Value {
                     "ecr:GetAuthorizationToken", "ec2:DescribeImages", "ec2:DescribeInstances",
                     "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVolumes",
                     "s3:ListAllMyBuckets", "ssm:GetCommandInvocation",
+                    // `plan` looks for a fleet's balancer and target group (strays too);
+                    // Elastic Load Balancing's Describe calls take no resource.
+                    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                    "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTags",
+                    "elasticloadbalancing:DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetGroups",
                 ],
                 "Resource": "*",
             },

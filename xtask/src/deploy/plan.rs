@@ -2,11 +2,12 @@
 //! environment file wants, and turned into the steps that would make them equal. `plan` prints
 //! the steps, `apply` carries them out in order, `destroy` removes whatever is tagged.
 //!
-//! Order matters and is fixed: the role and its instance profile and the security group
-//! before the instance that uses them; on destroy, the instance first.
+//! Order matters and is fixed: the role and its instance profile and the security groups
+//! before the instance and the load balancer that use them, the target group before the
+//! balancer's listener that forwards to it; on destroy, the reverse.
 
 use super::environment::Environment;
-use super::{bucket, firewall, repository, role, runner};
+use super::{balancer, bucket, firewall, repository, role, runner, target_group};
 use crate::aws::Aws;
 
 /// One resource's verdict.
@@ -46,6 +47,8 @@ pub enum Step {
     Bucket(bucket::Step),
     Role(role::Step),
     Firewall(firewall::Step),
+    TargetGroup(target_group::Step),
+    Balancer(balancer::Step),
     Runner(runner::Step),
 }
 
@@ -56,6 +59,8 @@ impl Step {
             Step::Bucket(step) => step.describe(),
             Step::Role(step) => step.describe(),
             Step::Firewall(step) => step.describe(),
+            Step::TargetGroup(step) => step.describe(),
+            Step::Balancer(step) => step.describe(),
             Step::Runner(step) => step.describe(),
         }
     }
@@ -66,6 +71,8 @@ impl Step {
             Step::Bucket(step) => step.run(aws, environment).await,
             Step::Role(step) => step.run(aws, environment).await,
             Step::Firewall(step) => step.run(aws, environment).await,
+            Step::TargetGroup(step) => step.run(aws, environment).await,
+            Step::Balancer(step) => step.run(aws, environment).await,
             Step::Runner(step) => step.run(aws, environment).await,
         }
     }
@@ -87,7 +94,9 @@ impl Planned {
 pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<Planned>> {
     let mut planned = vec![repository::plan(aws, environment).await?, bucket::plan(aws, environment).await?];
     planned.extend(role::plan(aws, environment).await?);
-    planned.push(firewall::plan(aws, environment).await?);
+    planned.extend(firewall::plan(aws, environment).await?);
+    planned.extend(target_group::plan(aws, environment).await?);
+    planned.extend(balancer::plan(aws, environment).await?);
     planned.extend(runner::plan(aws, environment).await?);
     // Resources tagged for the environment that it no longer names (a renamed bucket, say).
     for extra in teardown(aws, environment).await? {
@@ -104,6 +113,8 @@ pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<Pl
 /// What `destroy` would remove: every resource tagged for the environment, instance first.
 pub async fn teardown(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<Planned>> {
     let mut planned = runner::teardown(aws, environment).await?;
+    planned.extend(balancer::teardown(aws, environment).await?);
+    planned.extend(target_group::teardown(aws, environment).await?);
     planned.extend(firewall::teardown(aws, environment).await?);
     planned.extend(role::teardown(aws, environment).await?);
     planned.extend(bucket::teardown(aws, environment).await?);

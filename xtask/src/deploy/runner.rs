@@ -185,7 +185,7 @@ async fn compare(
     if !instance.iam_instance_profile().and_then(|p| p.arn()).is_some_and(|arn| arn.ends_with(&format!("/{profile}"))) {
         return Ok((Some(format!("it does not have the instance profile {profile}")), Vec::new()));
     }
-    let group = super::firewall::find(aws, environment).await?.and_then(|g| g.group_id);
+    let group = super::firewall::find(aws, environment, super::firewall::SERVICE).await?.and_then(|g| g.group_id);
     if group.is_none() || !instance.security_groups().iter().any(|g| g.group_id() == group.as_deref()) {
         return Ok((Some("it is not in the service security group".into()), Vec::new()));
     }
@@ -282,7 +282,7 @@ async fn ami(aws: &Aws, environment: &Environment) -> anyhow::Result<String> {
 async fn launch(aws: &Aws, environment: &Environment) -> anyhow::Result<()> {
     let name = environment.resource_name("runner");
     let (subnet, _) = subnet_and_vpc(aws, environment).await?;
-    let group = super::firewall::group_id(aws, environment).await?;
+    let group = super::firewall::group_id(aws, environment, super::firewall::SERVICE).await?;
     let image = ami(aws, environment).await?;
     let mut tags = plan::tag_pairs(environment, &name);
     let volume_tags = ec2_tags(&tags);
