@@ -52,19 +52,17 @@ impl Aws {
         })?;
         check_credentials(&shared).await?;
         let calls = CallLog::default();
-        let sts = aws_sdk_sts::Client::from_conf(
-            aws_sdk_sts::config::Builder::from(&shared).interceptor(calls.clone()).build(),
-        );
-        let identity = sts.get_caller_identity().send().await.map_err(|e| explain(e, "sts:GetCallerIdentity", "*"))?;
-        let account = identity.account().unwrap_or_default().to_string();
-        // A local stand-in has no per-bucket host names.
-        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(shared.endpoint_url().is_some());
         // One configuration for every service, each call through the call log.
         macro_rules! client {
             ($sdk:ident) => {
                 $sdk::Client::from_conf($sdk::config::Builder::from(&shared).interceptor(calls.clone()).build())
             };
         }
+        let sts = client!(aws_sdk_sts);
+        let identity = sts.get_caller_identity().send().await.map_err(|e| explain(e, "sts:GetCallerIdentity", "*"))?;
+        let account = identity.account().unwrap_or_default().to_string();
+        // A local stand-in has no per-bucket host names.
+        let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(shared.endpoint_url().is_some());
         Ok(Aws {
             acm: client!(aws_sdk_acm),
             ecr: client!(aws_sdk_ecr),

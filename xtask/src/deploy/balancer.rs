@@ -73,7 +73,7 @@ impl Listener {
         }
     }
 
-    async fn actions(&self, aws: &Aws, environment: &Environment) -> anyhow::Result<Action> {
+    async fn default_action(&self, aws: &Aws, environment: &Environment) -> anyhow::Result<Action> {
         Ok(match self {
             Listener::Https { .. } => {
                 let target_group = super::target_group::arn(aws, environment).await?;
@@ -201,12 +201,13 @@ async fn listen(
     existing: Option<&String>,
     listener: &Listener,
 ) -> anyhow::Result<()> {
-    let default_action = listener.actions(aws, environment).await?;
-    let (protocol, tls) = match listener {
+    let default_action = listener.default_action(aws, environment).await?;
+    let (protocol, certificate, policy) = match listener {
         Listener::Https { certificate, policy } => {
-            (ProtocolEnum::Https, Some((Certificate::builder().certificate_arn(certificate).build(), policy)))
+            let certificate = Certificate::builder().certificate_arn(certificate).build();
+            (ProtocolEnum::Https, Some(vec![certificate]), Some(policy.clone()))
         }
-        Listener::Redirect => (ProtocolEnum::Http, None),
+        Listener::Redirect => (ProtocolEnum::Http, None, None),
     };
     let port = i32::from(listener.port());
     let name = name(environment);
@@ -214,19 +215,12 @@ async fn listen(
         None => {
             let call = aws.elb.create_listener().load_balancer_arn(arn(aws, environment).await?);
             let call = call.protocol(protocol).port(port).default_actions(default_action);
-            let call = match tls {
-                Some((certificate, policy)) => call.certificates(certificate).ssl_policy(policy),
-                None => call,
-            };
+            let call = call.set_certificates(certificate).set_ssl_policy(policy);
             call.send().await.map_err(|e| explain(e, "elasticloadbalancing:CreateListener", &name))?;
         }
         Some(arn) => {
             let call = aws.elb.modify_listener().listener_arn(arn).protocol(protocol).port(port);
-            let call = call.default_actions(default_action);
-            let call = match tls {
-                Some((certificate, policy)) => call.certificates(certificate).ssl_policy(policy),
-                None => call,
-            };
+            let call = call.default_actions(default_action).set_certificates(certificate).set_ssl_policy(policy);
             call.send().await.map_err(|e| explain(e, "elasticloadbalancing:ModifyListener", arn))?;
         }
     }
