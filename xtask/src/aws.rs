@@ -27,6 +27,8 @@ pub const MAX_ATTEMPTS: u32 = 5;
 
 pub struct Aws {
     pub acm: aws_sdk_acm::Client,
+    /// EC2 Auto Scaling (the fleet's group and its scaling policy).
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub ec2: aws_sdk_ec2::Client,
     /// Elastic Load Balancing (v2: Application Load Balancers).
@@ -65,6 +67,7 @@ impl Aws {
         let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(shared.endpoint_url().is_some());
         Ok(Aws {
             acm: client!(aws_sdk_acm),
+            autoscaling: client!(aws_sdk_autoscaling),
             ecr: client!(aws_sdk_ecr),
             ec2: client!(aws_sdk_ec2),
             elb: client!(aws_sdk_elasticloadbalancingv2),

@@ -17,6 +17,7 @@ mod elb;
 pub mod environment;
 mod firewall;
 mod history;
+mod launch_template;
 mod lock;
 pub mod plan;
 pub mod policy;
@@ -25,6 +26,8 @@ mod remote;
 pub mod repository;
 pub mod role;
 mod runner;
+mod scaling_group;
+mod scaling_policy;
 mod target_group;
 
 use environment::Environment;

@@ -249,14 +249,14 @@ def user(name, actions):
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return [key["AccessKeyId"], key["SecretAccessKey"]]
 keys = {"allowed": user("netsec-test", ["s3:*"]), "denied": user("netsec-denied", ["iam:GetUser"]),
-        "deployer": user("netsec-deployer", ["acm:*", "ec2:*", "ecr:*", "elasticloadbalancing:*", "iam:*", "s3:*",
-                                             "ssm:*", "sts:*"])}
+        "deployer": user("netsec-deployer", ["acm:*", "autoscaling:*", "ec2:*", "ecr:*", "elasticloadbalancing:*",
+                                             "iam:*", "s3:*", "ssm:*", "sts:*"])}
 urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset-auth", data=b"0", method="POST",
                                               headers={"Content-Type": "text/plain"}))
 print(json.dumps(keys))
 "#;
 
-/// `moto_server`, with two behaviours corrected where moto 5.2 departs from AWS:
+/// `moto_server`, with four behaviours corrected where moto 5.2 departs from AWS:
 /// - GetBucketVersioning's root is `VersioningConfiguration`
 ///   (docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketVersioning.html), not
 ///   `GetBucketVersioningResponse`; the Rust SDK checks the root element and cannot read moto's.
@@ -264,8 +264,21 @@ print(json.dumps(keys))
 ///   (docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html). moto turns
 ///   the empty target list into an empty EC2 filter, which matches every instance in the
 ///   region, so a command for one environment's runner was recorded on every other runner.
+/// - CreateLaunchTemplateVersion takes `UserData` as base64, as CreateLaunchTemplate does
+///   (docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RequestLaunchTemplateData.html). moto
+///   decodes it for CreateLaunchTemplate only, so the next instance Auto Scaling launched from
+///   a second version failed (HTTP 500).
+/// - A Query-protocol request's signature covers the body as sent
+///   (docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html). moto signs the
+///   parameters again as botocore would encode them (a space as `+`), so any request the Rust
+///   SDK sends with a space in a value (`%20`) was refused as AuthFailure/SignatureDoesNotMatch.
+///   The raw body is kept for the check; what moto's handlers see is unchanged.
 const MOTO_SERVER: &str = r#"
 import sys
+from moto.core.responses import BaseResponse
+from moto.core.types import Base64EncodedString
+from moto.ec2.models.launch_templates import LaunchTemplate
+from moto.ec2.utils import parse_user_data
 from moto.s3.responses import S3Response
 from moto.ssm.models import Command
 from moto.server import main
@@ -281,6 +294,25 @@ S3Response.get_bucket_versioning = get_bucket_versioning
 
 instance_ids_from_targets = Command._get_instance_ids_from_targets
 Command._get_instance_ids_from_targets = lambda self: instance_ids_from_targets(self) if self.targets else []
+
+create_version = LaunchTemplate.create_version
+def create_version_decoded(self, data, description):
+    user_data = data.get("UserData")
+    if user_data is not None and not isinstance(user_data, Base64EncodedString):
+        data = dict(data, UserData=parse_user_data(user_data))
+    return create_version(self, data, description)
+LaunchTemplate.create_version = create_version_decoded
+
+setup_class = BaseResponse.setup_class
+def setup_class_keeping_the_form(self, request, *args, **kwargs):
+    form = request.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded")
+    # Cached, the body is still what werkzeug parses the form from.
+    raw = request.get_data(cache=True) if form else None
+    setup_class(self, request, *args, **kwargs)
+    if form:
+        # Uncached, werkzeug hands a form's body to nobody: moto's handlers saw it empty.
+        self.raw_body, self.body = raw, ""
+BaseResponse.setup_class = setup_class_keeping_the_form
 sys.exit(main(sys.argv[1:]))
 "#;
 

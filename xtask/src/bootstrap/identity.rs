@@ -87,14 +87,27 @@ pub fn trust_policy(provider_arn: &str, repo: &str) -> Value {
 pub fn deploy_policy(aws: &Aws, environment: &Environment) -> Value {
     let mut policy = base_deploy_policy(aws, environment);
     if let Some(fleet) = &environment.fleet {
-        // `plan` checks that the fleet's certificate is issued.
-        let statement = json!({
-            "Sid": "FleetCertificateRead",
-            "Effect": "Allow",
-            "Action": "acm:DescribeCertificate",
-            "Resource": fleet.tls.certificate_arn,
-        });
-        policy["Statement"].as_array_mut().expect("a list of statements").push(statement);
+        let statements = [
+            // `plan` checks that the fleet's certificate is issued.
+            json!({
+                "Sid": "FleetCertificateRead",
+                "Effect": "Allow",
+                "Action": "acm:DescribeCertificate",
+                "Resource": fleet.tls.certificate_arn,
+            }),
+            // `plan` reads the launch template and the Auto Scaling group with its policy;
+            // these Describe calls take no resource.
+            json!({
+                "Sid": "FleetRead",
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribePolicies",
+                    "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeLaunchTemplates",
+                ],
+                "Resource": "*",
+            }),
+        ];
+        policy["Statement"].as_array_mut().expect("a list of statements").extend(statements);
     }
     policy
 }
@@ -144,8 +157,8 @@ fn base_deploy_policy(aws: &Aws, environment: &Environment) -> Value {
                 "Sid": "BucketRead",
                 "Effect": "Allow",
                 "Action": [
-                    "s3:GetBucketTagging", "s3:GetBucketVersioning", "s3:GetEncryptionConfiguration",
-                    "s3:GetBucketPublicAccessBlock", "s3:ListBucket",
+                    "s3:GetBucketPolicy", "s3:GetBucketTagging", "s3:GetBucketVersioning",
+                    "s3:GetEncryptionConfiguration", "s3:GetBucketPublicAccessBlock", "s3:ListBucket",
                 ],
                 "Resource": [bucket, "arn:aws:s3:::*".to_string()],
             },

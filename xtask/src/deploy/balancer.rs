@@ -1,7 +1,8 @@
 //! The fleet's Application Load Balancer: internet-facing, in the fleet's subnets (two zones
 //! at least), behind the `alb` security group; HTTPS on 443 with the file's ACM certificate
 //! and TLS policy, forwarding to the target group; HTTP on 80 only redirecting to HTTPS.
-//! It drops requests with invalid header fields rather than pass them to the service.
+//! It drops requests with invalid header fields rather than pass them to the service, and
+//! writes its access logs into the environment's bucket when `fleet.access_logs` says so.
 
 use aws_sdk_acm::types::CertificateStatus;
 use aws_sdk_ec2::types::Filter;
@@ -17,8 +18,20 @@ use crate::aws::{code, explain, Aws};
 
 pub const KIND: &str = "elb load balancer";
 
-/// The attributes the balancer must have (others are left as they are).
-const ATTRIBUTES: &[(&str, &str)] = &[("routing.http.drop_invalid_header_fields.enabled", "true")];
+/// The attributes the balancer must have (others are left as they are): invalid header fields
+/// dropped, and the access logs into the environment's bucket when the file asks for them.
+fn attributes(environment: &Environment, fleet: &FleetSpec) -> Vec<(&'static str, String)> {
+    let mut wanted = vec![("routing.http.drop_invalid_header_fields.enabled", "true".to_string())];
+    match &fleet.access_logs {
+        Some(logs) => wanted.extend([
+            ("access_logs.s3.enabled", "true".to_string()),
+            ("access_logs.s3.bucket", environment.bucket.name.clone()),
+            ("access_logs.s3.prefix", logs.prefix.clone()),
+        ]),
+        None => wanted.push(("access_logs.s3.enabled", "false".to_string())),
+    }
+    wanted
+}
 
 /// `netsec-<env>-alb`.
 pub fn name(environment: &Environment) -> String {
@@ -120,7 +133,7 @@ pub enum Step {
     Create(Vec<String>),
     SetSecurityGroup,
     SetSubnets(Vec<String>),
-    SetAttributes,
+    SetAttributes(Vec<(&'static str, String)>),
     Listen(Listener),
     Relisten(String, Listener),
     StopListening(String, u16),
@@ -133,8 +146,8 @@ impl Step {
             Step::Create(subnets) => format!("create, internet-facing, in {}", subnets.join(", ")),
             Step::SetSecurityGroup => "only the alb security group".into(),
             Step::SetSubnets(subnets) => format!("subnets {}", subnets.join(", ")),
-            Step::SetAttributes => {
-                let pairs: Vec<String> = ATTRIBUTES.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            Step::SetAttributes(wanted) => {
+                let pairs: Vec<String> = wanted.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 pairs.join(", ")
             }
             Step::Listen(listener) => format!("listen: {}", listener.describe()),
@@ -170,11 +183,10 @@ impl Step {
                 let call = aws.elb.set_subnets().load_balancer_arn(arn).set_subnets(Some(subnets.clone()));
                 call.send().await.map_err(|e| explain(e, &action("SetSubnets"), &name))?;
             }
-            Step::SetAttributes => {
+            Step::SetAttributes(wanted) => {
                 let arn = arn(aws, environment).await?;
-                let attributes = ATTRIBUTES
-                    .iter()
-                    .map(|(key, value)| LoadBalancerAttribute::builder().key(*key).value(*value).build());
+                let attributes =
+                    wanted.iter().map(|(key, value)| LoadBalancerAttribute::builder().key(*key).value(value).build());
                 let call = aws.elb.modify_load_balancer_attributes().load_balancer_arn(arn);
                 let call = call.set_attributes(Some(attributes.collect()));
                 call.send().await.map_err(|e| explain(e, &action("ModifyLoadBalancerAttributes"), &name))?;
@@ -266,7 +278,7 @@ async fn check_certificate(aws: &Aws, fleet: &FleetSpec) -> anyhow::Result<()> {
 
 /// The subnets the balancer goes in: the file's (each in the zone the file says, all in the
 /// VPC of the environment's security groups), or one default subnet per zone.
-async fn subnets(aws: &Aws, environment: &Environment, fleet: &FleetSpec) -> anyhow::Result<Vec<String>> {
+pub(super) async fn subnets(aws: &Aws, environment: &Environment, fleet: &FleetSpec) -> anyhow::Result<Vec<String>> {
     let vpc = super::runner::vpc(aws, environment).await?;
     let mut query = aws.ec2.describe_subnets();
     query = match fleet.subnets.is_empty() {
@@ -307,7 +319,7 @@ pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Option
     let subnets = subnets(aws, environment, fleet).await?;
     let wrap = |steps: Vec<Step>| steps.into_iter().map(plan::Step::Balancer).collect();
     let Some(balancer) = find(aws, environment).await? else {
-        let mut steps = vec![Step::Create(subnets), Step::SetAttributes];
+        let mut steps = vec![Step::Create(subnets), Step::SetAttributes(attributes(environment, fleet))];
         steps.extend(Listener::wanted(fleet).into_iter().map(Step::Listen));
         return Ok(Some(Planned::new(KIND, name, true, wrap(steps))));
     };
@@ -327,14 +339,15 @@ pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Option
     if actual_subnets != subnets {
         steps.push(Step::SetSubnets(subnets));
     }
-    if !has_attributes(aws, arn).await? {
-        steps.push(Step::SetAttributes);
+    let wanted = attributes(environment, fleet);
+    if !has_attributes(aws, arn, &wanted).await? {
+        steps.push(Step::SetAttributes(wanted));
     }
     steps.extend(listener_steps(aws, environment, fleet, arn).await?);
     Ok(Some(Planned::new(KIND, name, false, wrap(steps))))
 }
 
-async fn has_attributes(aws: &Aws, arn: &str) -> anyhow::Result<bool> {
+async fn has_attributes(aws: &Aws, arn: &str, wanted: &[(&str, String)]) -> anyhow::Result<bool> {
     let found = aws
         .elb
         .describe_load_balancer_attributes()
@@ -343,7 +356,7 @@ async fn has_attributes(aws: &Aws, arn: &str) -> anyhow::Result<bool> {
         .await
         .map_err(|e| explain(e, "elasticloadbalancing:DescribeLoadBalancerAttributes", arn))?;
     let actual = found.attributes();
-    Ok(ATTRIBUTES.iter().all(|(key, value)| actual.iter().any(|a| a.key() == Some(key) && a.value() == Some(value))))
+    Ok(wanted.iter().all(|(key, value)| actual.iter().any(|a| a.key() == Some(key) && a.value() == Some(value))))
 }
 
 /// Each wanted listener created or corrected on its port; a listener on any other port goes.

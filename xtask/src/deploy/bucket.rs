@@ -1,5 +1,6 @@
 //! The S3 bucket for models and artifacts: versioned (a bad push can be undone), encrypted at
-//! rest (SSE-S3), every public access path blocked, tagged for the environment.
+//! rest (SSE-S3), every public access path blocked, no request without TLS (its policy, which
+//! also lets the fleet's load balancer write its access logs), tagged for the environment.
 
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
@@ -9,6 +10,7 @@ use aws_sdk_s3::types::{
 
 use super::environment::Environment;
 use super::plan::{self, Change, Planned};
+use super::policy;
 use crate::aws::{code, explain, Aws};
 
 pub const KIND: &str = "s3 bucket";
@@ -19,6 +21,7 @@ pub enum Step {
     Versioning,
     Encryption,
     BlockPublicAccess,
+    Policy,
     Tag(Vec<(String, String)>),
     /// Every object version, then the bucket.
     Delete(String),
@@ -31,6 +34,7 @@ impl Step {
             Step::Versioning => "turn on versioning".into(),
             Step::Encryption => "encrypt new objects (SSE-S3, AES-256)".into(),
             Step::BlockPublicAccess => "block all public access".into(),
+            Step::Policy => "set the bucket policy (TLS only; the load balancer's access logs when on)".into(),
             Step::Tag(tags) => format!("tag {}", plan::show_tags(tags)),
             Step::Delete(name) => format!("delete every object version in {name}, then the bucket"),
         }
@@ -89,6 +93,15 @@ impl Step {
                     .await
                     .map_err(|e| explain(e, "s3:PutBucketPublicAccessBlock", &arn))?;
             }
+            Step::Policy => {
+                aws.s3
+                    .put_bucket_policy()
+                    .bucket(name)
+                    .policy(policy::bucket_policy(aws, environment).to_string())
+                    .send()
+                    .await
+                    .map_err(|e| explain(e, "s3:PutBucketPolicy", &arn))?;
+            }
             Step::Tag(missing) => {
                 // PutBucketTagging replaces the whole set: keep the tags others put there.
                 let mut pairs = tags_of(aws, name).await?;
@@ -114,7 +127,14 @@ pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Planne
     let name = &environment.bucket.name;
     let wanted_tags = plan::tag_pairs(environment, name);
     if !exists(aws, name).await? {
-        let steps = [Step::Create, Step::Versioning, Step::Encryption, Step::BlockPublicAccess, Step::Tag(wanted_tags)];
+        let steps = [
+            Step::Create,
+            Step::Versioning,
+            Step::Encryption,
+            Step::BlockPublicAccess,
+            Step::Policy,
+            Step::Tag(wanted_tags),
+        ];
         return Ok(Planned::new(KIND, name, true, steps.into_iter().map(plan::Step::Bucket).collect()));
     }
     let mut steps = Vec::new();
@@ -126,6 +146,9 @@ pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Planne
     }
     if !public_access_blocked(aws, name).await? {
         steps.push(Step::BlockPublicAccess);
+    }
+    if bucket_policy(aws, name).await? != Some(policy::bucket_policy(aws, environment)) {
+        steps.push(Step::Policy);
     }
     let missing = plan::missing_tags(&wanted_tags, &tags_of(aws, name).await?);
     if !missing.is_empty() {
@@ -176,6 +199,14 @@ async fn public_access_blocked(aws: &Aws, name: &str) -> anyhow::Result<bool> {
         })),
         Err(e) if code(&e) == Some("NoSuchPublicAccessBlockConfiguration") => Ok(false),
         Err(e) => Err(explain(e, "s3:GetBucketPublicAccessBlock", name)),
+    }
+}
+
+async fn bucket_policy(aws: &Aws, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    match aws.s3.get_bucket_policy().bucket(name).send().await {
+        Ok(found) => Ok(found.policy().and_then(policy::parse_document)),
+        Err(e) if code(&e) == Some("NoSuchBucketPolicy") => Ok(None),
+        Err(e) => Err(explain(e, "s3:GetBucketPolicy", name)),
     }
 }
 

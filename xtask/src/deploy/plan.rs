@@ -2,12 +2,15 @@
 //! environment file wants, and turned into the steps that would make them equal. `plan` prints
 //! the steps, `apply` carries them out in order, `destroy` removes whatever is tagged.
 //!
-//! Order matters and is fixed: the role and its instance profile and the security groups
-//! before the instance and the load balancer that use them, the target group before the
-//! balancer's listener that forwards to it; on destroy, the reverse.
+//! Order matters and is fixed: the roles and their instance profiles and the security groups
+//! before the instances and the load balancer that use them, the target group before the
+//! balancer's listener that forwards to it, the launch template before the Auto Scaling group
+//! that launches from it, the group before its scaling policy; on destroy, the reverse.
 
 use super::environment::Environment;
-use super::{balancer, bucket, firewall, repository, role, runner, target_group};
+use super::{
+    balancer, bucket, firewall, launch_template, repository, role, runner, scaling_group, scaling_policy, target_group,
+};
 use crate::aws::Aws;
 
 /// One resource's verdict.
@@ -49,6 +52,9 @@ pub enum Step {
     Firewall(firewall::Step),
     TargetGroup(target_group::Step),
     Balancer(balancer::Step),
+    LaunchTemplate(launch_template::Step),
+    ScalingGroup(scaling_group::Step),
+    ScalingPolicy(scaling_policy::Step),
     Runner(runner::Step),
 }
 
@@ -61,6 +67,9 @@ impl Step {
             Step::Firewall(step) => step.describe(),
             Step::TargetGroup(step) => step.describe(),
             Step::Balancer(step) => step.describe(),
+            Step::LaunchTemplate(step) => step.describe(),
+            Step::ScalingGroup(step) => step.describe(),
+            Step::ScalingPolicy(step) => step.describe(),
             Step::Runner(step) => step.describe(),
         }
     }
@@ -73,6 +82,9 @@ impl Step {
             Step::Firewall(step) => step.run(aws, environment).await,
             Step::TargetGroup(step) => step.run(aws, environment).await,
             Step::Balancer(step) => step.run(aws, environment).await,
+            Step::LaunchTemplate(step) => step.run(aws, environment).await,
+            Step::ScalingGroup(step) => step.run(aws, environment).await,
+            Step::ScalingPolicy(step) => step.run(aws, environment).await,
             Step::Runner(step) => step.run(aws, environment).await,
         }
     }
@@ -97,6 +109,9 @@ pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<Pl
     planned.extend(firewall::plan(aws, environment).await?);
     planned.extend(target_group::plan(aws, environment).await?);
     planned.extend(balancer::plan(aws, environment).await?);
+    planned.extend(launch_template::plan(aws, environment).await?);
+    planned.extend(scaling_group::plan(aws, environment).await?);
+    planned.extend(scaling_policy::plan(aws, environment).await?);
     planned.extend(runner::plan(aws, environment).await?);
     // Resources tagged for the environment that it no longer names (a renamed bucket, say).
     for extra in teardown(aws, environment).await? {
@@ -110,9 +125,12 @@ pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<Pl
     Ok(planned)
 }
 
-/// What `destroy` would remove: every resource tagged for the environment, instance first.
+/// What `destroy` would remove: every resource tagged for the environment, the instances
+/// first (the fleet's with their group, which takes its scaling policy along).
 pub async fn teardown(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<Planned>> {
-    let mut planned = runner::teardown(aws, environment).await?;
+    let mut planned = scaling_group::teardown(aws, environment).await?;
+    planned.extend(launch_template::teardown(aws, environment).await?);
+    planned.extend(runner::teardown(aws, environment).await?);
     planned.extend(balancer::teardown(aws, environment).await?);
     planned.extend(target_group::teardown(aws, environment).await?);
     planned.extend(firewall::teardown(aws, environment).await?);

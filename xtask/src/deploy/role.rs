@@ -1,7 +1,9 @@
-//! The runner's IAM role (trusted by EC2 only, one inline least-privilege policy) and the
-//! instance profile that hands it to the instance. Both live under the IAM path `/netsec/`.
+//! The instances' IAM roles (trusted by EC2 only, one inline least-privilege policy each) and
+//! the instance profiles that hand them to the instances: the runner's always, the fleet's
+//! when the environment has a fleet. All live under the IAM path `/netsec/`.
 
 use aws_sdk_iam::types::Tag;
+use serde_json::Value;
 
 use super::environment::Environment;
 use super::plan::{self, Change, Planned};
@@ -12,14 +14,66 @@ pub const ROLE: &str = "iam role";
 pub const PROFILE: &str = "iam instance profile";
 const PATH: &str = "/netsec/";
 
+/// Whose role: each holder has a role and an instance profile of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// The GitHub Actions runner (and, without a fleet, the service).
+    Runner,
+    /// The fleet's instances, launched by Auto Scaling from the launch template.
+    Fleet,
+}
+
+impl Holder {
+    /// The holders the environment wants.
+    fn wanted(environment: &Environment) -> Vec<Holder> {
+        let mut holders = vec![Holder::Runner];
+        holders.extend(environment.fleet.as_ref().map(|_| Holder::Fleet));
+        holders
+    }
+
+    /// `netsec-<env>-runner` or `netsec-<env>-fleet`: the role's and the profile's name.
+    pub fn name(self, environment: &Environment) -> String {
+        environment.resource_name(self.noun())
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Holder::Runner => "runner",
+            Holder::Fleet => "fleet",
+        }
+    }
+
+    fn policy(self, aws: &Aws, environment: &Environment) -> Value {
+        match self {
+            Holder::Runner => policy::runner_policy(aws, environment),
+            Holder::Fleet => policy::fleet_policy(aws, environment),
+        }
+    }
+
+    /// No spaces: see the security group's description (firewall.rs).
+    fn description(self, environment: &Environment) -> String {
+        match self {
+            Holder::Runner => format!("netsec-{}-runner-pulls-the-image-reads-and-writes-models", environment.name),
+            Holder::Fleet => format!("netsec-{}-fleet-pulls-the-image-reads-models", environment.name),
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            Holder::Runner => "repository pull, bucket prefixes, parameters, SSM agent",
+            Holder::Fleet => "repository pull, models read-only, the deployed image's parameter, SSM agent",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Step {
-    CreateRole,
-    Trust,
-    Policy,
-    TagRole(Vec<(String, String)>),
-    CreateProfile,
-    AddRoleToProfile,
+    CreateRole(Holder),
+    Trust(Holder),
+    Policy(Holder),
+    TagRole(Holder, Vec<(String, String)>),
+    CreateProfile(Holder),
+    AddRoleToProfile(Holder),
     DeleteRole(String),
     DeleteProfile(String),
 }
@@ -27,63 +81,65 @@ pub enum Step {
 impl Step {
     pub fn describe(&self) -> String {
         match self {
-            Step::CreateRole => "create, trusted by ec2.amazonaws.com".into(),
-            Step::Trust => "set the trust policy (ec2.amazonaws.com only)".into(),
-            Step::Policy => "put the inline policy (repository pull, bucket prefixes, parameters, SSM agent)".into(),
-            Step::TagRole(tags) => format!("tag {}", plan::show_tags(tags)),
-            Step::CreateProfile => "create".into(),
-            Step::AddRoleToProfile => "add the runner role".into(),
+            Step::CreateRole(_) => "create, trusted by ec2.amazonaws.com".into(),
+            Step::Trust(_) => "set the trust policy (ec2.amazonaws.com only)".into(),
+            Step::Policy(holder) => format!("put the inline policy ({})", holder.summary()),
+            Step::TagRole(_, tags) => format!("tag {}", plan::show_tags(tags)),
+            Step::CreateProfile(_) => "create".into(),
+            Step::AddRoleToProfile(holder) => format!("add the {} role", holder.noun()),
             Step::DeleteRole(name) => format!("delete {name} with its policies"),
             Step::DeleteProfile(name) => format!("delete {name}"),
         }
     }
 
     pub async fn run(&self, aws: &Aws, environment: &Environment) -> anyhow::Result<()> {
-        let name = environment.resource_name("runner");
-        let arn = format!("arn:aws:iam::{}:role{PATH}{name}", aws.account);
         match self {
-            Step::CreateRole => {
+            Step::CreateRole(holder) => {
+                let name = holder.name(environment);
                 aws.iam
                     .create_role()
                     .role_name(&name)
                     .path(PATH)
-                    // No spaces: see the security group's description (firewall.rs).
-                    .description(format!("netsec-{}-runner-pulls-the-image-reads-and-writes-models", environment.name))
+                    .description(holder.description(environment))
                     .assume_role_policy_document(policy::trust_policy().to_string())
                     .set_tags(Some(tags(&plan::tag_pairs(environment, &name))?))
                     .send()
                     .await
-                    .map_err(|e| explain(e, "iam:CreateRole", &arn))?;
+                    .map_err(|e| explain(e, "iam:CreateRole", &role_arn(aws, &name)))?;
             }
-            Step::Trust => {
+            Step::Trust(holder) => {
+                let name = holder.name(environment);
                 aws.iam
                     .update_assume_role_policy()
                     .role_name(&name)
                     .policy_document(policy::trust_policy().to_string())
                     .send()
                     .await
-                    .map_err(|e| explain(e, "iam:UpdateAssumeRolePolicy", &arn))?;
+                    .map_err(|e| explain(e, "iam:UpdateAssumeRolePolicy", &role_arn(aws, &name)))?;
             }
-            Step::Policy => {
+            Step::Policy(holder) => {
+                let name = holder.name(environment);
                 aws.iam
                     .put_role_policy()
                     .role_name(&name)
                     .policy_name(&name)
-                    .policy_document(policy::runner_policy(aws, environment).to_string())
+                    .policy_document(holder.policy(aws, environment).to_string())
                     .send()
                     .await
-                    .map_err(|e| explain(e, "iam:PutRolePolicy", &arn))?;
+                    .map_err(|e| explain(e, "iam:PutRolePolicy", &role_arn(aws, &name)))?;
             }
-            Step::TagRole(pairs) => {
+            Step::TagRole(holder, pairs) => {
+                let name = holder.name(environment);
                 aws.iam
                     .tag_role()
                     .role_name(&name)
                     .set_tags(Some(tags(pairs)?))
                     .send()
                     .await
-                    .map_err(|e| explain(e, "iam:TagRole", &arn))?;
+                    .map_err(|e| explain(e, "iam:TagRole", &role_arn(aws, &name)))?;
             }
-            Step::CreateProfile => {
+            Step::CreateProfile(holder) => {
+                let name = holder.name(environment);
                 aws.iam
                     .create_instance_profile()
                     .instance_profile_name(&name)
@@ -91,22 +147,27 @@ impl Step {
                     .set_tags(Some(tags(&plan::tag_pairs(environment, &name))?))
                     .send()
                     .await
-                    .map_err(|e| explain(e, "iam:CreateInstanceProfile", &arn))?;
+                    .map_err(|e| explain(e, "iam:CreateInstanceProfile", &name))?;
             }
-            Step::AddRoleToProfile => {
+            Step::AddRoleToProfile(holder) => {
+                let name = holder.name(environment);
                 aws.iam
                     .add_role_to_instance_profile()
                     .instance_profile_name(&name)
                     .role_name(&name)
                     .send()
                     .await
-                    .map_err(|e| explain(e, "iam:AddRoleToInstanceProfile", &arn))?;
+                    .map_err(|e| explain(e, "iam:AddRoleToInstanceProfile", &name))?;
             }
             Step::DeleteRole(role) => delete_role(aws, role).await?,
             Step::DeleteProfile(profile) => delete_profile(aws, profile).await?,
         }
         Ok(())
     }
+}
+
+fn role_arn(aws: &Aws, name: &str) -> String {
+    format!("arn:aws:iam::{}:role{PATH}{name}", aws.account)
 }
 
 pub fn tags(pairs: &[(String, String)]) -> anyhow::Result<Vec<Tag>> {
@@ -117,48 +178,53 @@ fn pairs(tags: &[Tag]) -> Vec<(String, String)> {
     tags.iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()
 }
 
-/// The role and the instance profile: two entries of the plan.
+/// Each holder's role and instance profile: two entries of the plan apiece.
 pub async fn plan(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<Planned>> {
-    let name = environment.resource_name("runner");
+    let mut planned = Vec::new();
+    for holder in Holder::wanted(environment) {
+        planned.push(plan_role(aws, environment, holder).await?);
+        planned.push(plan_profile(aws, environment, holder).await?);
+    }
+    Ok(planned)
+}
+
+async fn plan_role(aws: &Aws, environment: &Environment, holder: Holder) -> anyhow::Result<Planned> {
+    let name = holder.name(environment);
     let role = match aws.iam.get_role().role_name(&name).send().await {
         Ok(found) => found.role,
         Err(e) if code(&e) == Some("NoSuchEntity") => None,
         Err(e) => return Err(explain(e, "iam:GetRole", &name)),
     };
-    let role_steps = match role {
-        None => vec![Step::CreateRole, Step::Policy],
-        Some(role) => {
-            let mut steps = Vec::new();
-            if role.assume_role_policy_document().and_then(policy::parse_document) != Some(policy::trust_policy()) {
-                steps.push(Step::Trust);
-            }
-            if inline_policy(aws, &name).await? != Some(policy::runner_policy(aws, environment)) {
-                steps.push(Step::Policy);
-            }
-            let missing = plan::missing_tags(&plan::tag_pairs(environment, &name), &pairs(role.tags()));
-            if !missing.is_empty() {
-                steps.push(Step::TagRole(missing));
-            }
-            steps
-        }
+    let Some(role) = role else {
+        return Ok(Planned::new(ROLE, &name, true, wrap(vec![Step::CreateRole(holder), Step::Policy(holder)])));
     };
-    let role_planned =
-        Planned::new(ROLE, &name, role_steps.first().is_some_and(|s| matches!(s, Step::CreateRole)), wrap(role_steps));
-    let profile_planned = plan_profile(aws, &name).await?;
-    Ok(vec![role_planned, profile_planned])
+    let mut steps = Vec::new();
+    if role.assume_role_policy_document().and_then(policy::parse_document) != Some(policy::trust_policy()) {
+        steps.push(Step::Trust(holder));
+    }
+    if inline_policy(aws, &name).await? != Some(holder.policy(aws, environment)) {
+        steps.push(Step::Policy(holder));
+    }
+    let missing = plan::missing_tags(&plan::tag_pairs(environment, &name), &pairs(role.tags()));
+    if !missing.is_empty() {
+        steps.push(Step::TagRole(holder, missing));
+    }
+    Ok(Planned::new(ROLE, &name, false, wrap(steps)))
 }
 
-async fn plan_profile(aws: &Aws, name: &str) -> anyhow::Result<Planned> {
-    match aws.iam.get_instance_profile().instance_profile_name(name).send().await {
+async fn plan_profile(aws: &Aws, environment: &Environment, holder: Holder) -> anyhow::Result<Planned> {
+    let name = holder.name(environment);
+    match aws.iam.get_instance_profile().instance_profile_name(&name).send().await {
         Ok(found) => {
             let has_role = found.instance_profile().is_some_and(|p| p.roles().iter().any(|r| r.role_name() == name));
-            let steps = if has_role { Vec::new() } else { vec![Step::AddRoleToProfile] };
+            let steps = if has_role { Vec::new() } else { vec![Step::AddRoleToProfile(holder)] };
             Ok(Planned::new(PROFILE, name, false, wrap(steps)))
         }
         Err(e) if code(&e) == Some("NoSuchEntity") => {
-            Ok(Planned::new(PROFILE, name, true, wrap(vec![Step::CreateProfile, Step::AddRoleToProfile])))
+            let steps = vec![Step::CreateProfile(holder), Step::AddRoleToProfile(holder)];
+            Ok(Planned::new(PROFILE, name, true, wrap(steps)))
         }
-        Err(e) => Err(explain(e, "iam:GetInstanceProfile", name)),
+        Err(e) => Err(explain(e, "iam:GetInstanceProfile", &name)),
     }
 }
 

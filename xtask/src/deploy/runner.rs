@@ -103,7 +103,11 @@ fn user_data_sha256(environment: &Environment, region: &str) -> String {
     hex::encode(Sha256::digest(user_data(environment, region).as_bytes()))
 }
 
-/// The environment's live instances (not terminated or terminating).
+/// The tag EC2 Auto Scaling puts on the instances it launches.
+pub const SCALING_GROUP_TAG: &str = "aws:autoscaling:groupName";
+
+/// The environment's live runner instances (not terminated or terminating). The fleet's
+/// instances carry the environment's tag too, but they belong to their Auto Scaling group.
 pub async fn instances(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<Instance>> {
     let found = aws
         .ec2
@@ -118,7 +122,8 @@ pub async fn instances(aws: &Aws, environment: &Environment) -> anyhow::Result<V
         .send()
         .await
         .map_err(|e| explain(e, "ec2:DescribeInstances", &environment.resource_name("runner")))?;
-    Ok(found.reservations().iter().flat_map(|r| r.instances().iter().cloned()).collect())
+    let instances = found.reservations().iter().flat_map(|r| r.instances().iter().cloned());
+    Ok(instances.filter(|i| !i.tags().iter().any(|t| t.key() == Some(SCALING_GROUP_TAG))).collect())
 }
 
 /// The runner instance (the newest live one), for deploy, status and logs.
@@ -181,7 +186,7 @@ async fn compare(
     if !root_volume_encrypted(aws, instance).await? {
         return Ok((Some("its root volume is not encrypted".into()), Vec::new()));
     }
-    let profile = environment.resource_name("runner");
+    let profile = super::role::Holder::Runner.name(environment);
     if !instance.iam_instance_profile().and_then(|p| p.arn()).is_some_and(|arn| arn.ends_with(&format!("/{profile}"))) {
         return Ok((Some(format!("it does not have the instance profile {profile}")), Vec::new()));
     }
@@ -268,7 +273,7 @@ async fn subnet_and_vpc(aws: &Aws, environment: &Environment) -> anyhow::Result<
 }
 
 /// The AMI the runner's public SSM parameter names today.
-async fn ami(aws: &Aws, environment: &Environment) -> anyhow::Result<String> {
+pub(super) async fn ami(aws: &Aws, environment: &Environment) -> anyhow::Result<String> {
     let parameter = &environment.runner.ami_parameter;
     let found =
         aws.ssm.get_parameter().name(parameter).send().await.map_err(|e| explain(e, "ssm:GetParameter", parameter))?;
@@ -345,7 +350,7 @@ fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
 }
 
 /// The AMI's root device (Amazon Linux's is /dev/xvda, used when the AMI does not say).
-async fn root_device(aws: &Aws, image: &str) -> String {
+pub(super) async fn root_device(aws: &Aws, image: &str) -> String {
     let found = aws.ec2.describe_images().image_ids(image).send().await.ok();
     found
         .and_then(|f| f.images().first().and_then(|i| i.root_device_name()).map(str::to_string))
