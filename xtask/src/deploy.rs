@@ -1,10 +1,11 @@
 //! The AWS environment as code: `plan`, `apply`, `destroy`, `deploy`, `status`, `logs`,
-//! `rollback` and `unlock`, for an environment described in `infra/<env>.yaml`.
+//! `rollback`, `unlock` and `scale`, for an environment described in `infra/<env>.yaml`.
 //!
 //! ```text
 //!  environment (infra/<env>.yaml) ─► plan (read every resource, diff) ─► apply (steps in order)
 //!                                      repository · bucket · role + profile · firewall
-//!                                      · (a fleet: target group · balancer) · runner
+//!                                      · (a fleet: target group · balancer · launch template
+//!                                        · auto scaling group · scaling policy) · runner
 //!  deploy = image ─► lock ─► apply ─► ECR push ─► remote (SSM Run Command: netsec-update.sh) ─► history
 //! ```
 //!
@@ -16,6 +17,7 @@ mod bucket;
 mod elb;
 pub mod environment;
 mod firewall;
+mod fleet;
 mod history;
 mod launch_template;
 mod lock;
@@ -71,6 +73,13 @@ pub enum Command {
     },
     /// Remove a deploy lock left behind by a deploy that died.
     Unlock(EnvArg),
+    /// Set a fleet's desired instance count, within the file's `fleet.min` and `fleet.max`.
+    Scale {
+        #[command(flatten)]
+        env: EnvArg,
+        #[arg(long, value_name = "N")]
+        desired: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -95,6 +104,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Status(env) => release::status(&Environment::load(&env.name)?).await,
             Command::Logs { env, lines } => release::logs(&Environment::load(&env.name)?, lines).await,
             Command::Rollback { env, to } => release::rollback(&Environment::load(&env.name)?, to.as_deref()).await,
+            Command::Scale { env, desired } => fleet::scale(&Environment::load(&env.name)?, desired).await,
             Command::Unlock(env) => {
                 let environment = Environment::load(&env.name)?;
                 lock::unlock(&crate::aws::Aws::connect(&environment).await?, &environment).await

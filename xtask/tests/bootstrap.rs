@@ -123,6 +123,7 @@ async fn check_identity(config: &aws_config::SdkConfig, env: &TestEnv) {
 
     let policy = iam.get_role_policy().role_name(&name).policy_name(&name).send().await.unwrap();
     let policy = decode(policy.policy_document());
+    lint_policy("the deploy role's policy", &policy);
     let statements = policy["Statement"].as_array().unwrap();
     let actions = |s: &serde_json::Value| match &s["Action"] {
         serde_json::Value::Array(all) => all.iter().map(|a| a.as_str().unwrap().to_string()).collect::<Vec<_>>(),

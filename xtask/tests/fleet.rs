@@ -145,6 +145,7 @@ async fn check_bucket_policy(env: &TestEnv) {
     assert_eq!(logs["Principal"]["AWS"], "arn:aws:iam::127311923021:root", "us-east-1's load balancers: {policy}");
     assert_eq!(logs["Action"], "s3:PutObject");
     assert_eq!(logs["Resource"], format!("arn:aws:s3:::{bucket}/alb-logs/AWSLogs/123456789012/*"));
+    lint_policy("the bucket policy", &policy);
 }
 
 /// The launch template's default version, the group (checking instances with `health_check`)
@@ -211,6 +212,10 @@ async fn check_instances(env: &TestEnv, health_check: &str) {
     for forbidden in ["s3:PutObject", "s3:DeleteObject", "ssm:GetParametersByPath"] {
         assert!(!actions.contains(&forbidden.to_string()), "the fleet role may {forbidden}: {document}");
     }
+    lint_policy("the fleet role's policy", &document);
+    let runner = format!("netsec-{}-runner", env.name);
+    let document = iam.get_role_policy().role_name(&runner).policy_name(&runner).send().await.unwrap();
+    lint_policy("the runner role's policy", &decode(document.policy_document()));
 }
 
 /// What a deploy leaves: the image the instances start, in `deploy/current`.
@@ -346,6 +351,22 @@ fn a_fleet_is_applied_kept_repaired_and_destroyed() {
     runtime().block_on(check_instances(&env, "ELB"));
     let repaired = succeeds(&mut xtask(&["apply", "--env", env.path()]));
     assert!(repaired.contains("apply: 0 mutating calls"), "{repaired}");
+
+    // `scale` within the file's bounds; outside them it is refused before any call.
+    let refused = fails(&mut xtask(&["scale", "--env", env.path(), "--desired", "4"]));
+    let stderr = common::text(&refused.stderr);
+    assert!(stderr.contains("--desired 4 is outside") && stderr.contains("fleet.max is 3"), "{stderr}");
+    let scaled = succeeds(&mut xtask(&["scale", "--env", env.path(), "--desired", "3"]));
+    assert!(scaled.contains("desired capacity 2 → 3"), "{scaled}");
+    assert_eq!(runtime().block_on(fleet_instances(&env)), 3, "the group launched a third instance");
+    let status = succeeds(&mut xtask(&["status", "--env", env.path()]));
+    let group = format!("fleet netsec-{}-fleet: 3 instances (min 1, desired 3, max 3), ELB health checks", env.name);
+    assert!(status.contains(&group), "{status}");
+    assert!(status.contains(&format!("deployed: 123456789012.dkr.ecr.us-east-1.amazonaws.com/netsec-{}@", env.name)));
+    let instances: Vec<&str> = status.lines().filter(|l| l.trim_start().starts_with("i-")).collect();
+    assert_eq!(instances.len(), 3, "{status}");
+    assert!(instances.iter().all(|l| l.contains("  us-east-1") && l.contains("InService")), "{status}");
+    assert!(instances.iter().all(|l| l.contains("target healthy")), "{status}");
 
     succeeds(&mut xtask(&["destroy", "--env", env.path(), "--yes"]));
     runtime().block_on(async {

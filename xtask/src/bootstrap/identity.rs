@@ -165,11 +165,15 @@ fn base_deploy_policy(aws: &Aws, environment: &Environment) -> Value {
             {
                 "Sid": "RolesRead",
                 "Effect": "Allow",
-                "Action": [
-                    "iam:GetRole", "iam:GetRolePolicy", "iam:ListRoleTags", "iam:ListRoles",
-                    "iam:GetInstanceProfile", "iam:ListInstanceProfiles",
-                ],
+                "Action": ["iam:GetRole", "iam:GetRolePolicy", "iam:ListRoleTags", "iam:GetInstanceProfile"],
                 "Resource": [iam("role"), iam("instance-profile")],
+            },
+            {
+                // Listing takes no resource: scoped to a path, it would be refused altogether.
+                "Sid": "RolesList",
+                "Effect": "Allow",
+                "Action": ["iam:ListInstanceProfiles", "iam:ListRoles"],
+                "Resource": "*",
             },
             {
                 "Sid": "Parameters",

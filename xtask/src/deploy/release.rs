@@ -204,7 +204,8 @@ async fn rollback_locked(aws: &Aws, environment: &Environment, to: Option<&str>)
     Ok(())
 }
 
-/// `status`: the resources, the deploy history and lock, and what the runner says it serves.
+/// `status`: the resources, the deploy history and lock, a fleet's instances, and what the
+/// runner says it serves.
 pub async fn status(environment: &Environment) -> anyhow::Result<()> {
     let aws = Aws::connect(environment).await?;
     println!("environment {} (account {}, region {})", environment.name, aws.account, aws.region);
@@ -218,6 +219,9 @@ pub async fn status(environment: &Environment) -> anyhow::Result<()> {
     }
     if let Some(holder) = lock::read(&aws, environment).await? {
         println!("locked by {} (expires in {} s)", holder.owner, holder.expires.saturating_sub(lock::now()));
+    }
+    if environment.fleet.is_some() {
+        super::fleet::status(&aws, environment).await?;
     }
     let instance = runner::current(&aws, environment).await?;
     let id = instance.instance_id().unwrap_or_default();

@@ -89,3 +89,44 @@ pub fn decode(document: &str) -> serde_json::Value {
         .or_else(|_| serde_json::from_str(&percent_encoding::percent_decode_str(document).decode_utf8_lossy()))
         .unwrap_or_else(|e| panic!("not a policy document: {e}: {document}"))
 }
+
+/// Findings of parliament (duo-labs' IAM policy linter, with its community auditors) that the
+/// project accepts, each with the reason: (issue, the action it names).
+const ACCEPTED_FINDINGS: &[(&str, &str)] = &[
+    // Pulling an image from ECR starts with an authorization token: no pull without it.
+    ("CREDENTIALS_EXPOSURE", "ecr:getauthorizationtoken"),
+    // SendCommand is authorized per resource, and the deploy role allows each in a statement of
+    // its own: the AWS-owned document (whose ARN has no account, and no tag) in one, the
+    // instances tagged for the environment in another. parliament judges each statement alone.
+    ("RESOURCE_MISMATCH", "ssm:sendcommand"),
+];
+
+/// The actions a finding names (in its location or its details), lower-case.
+fn finding_actions(finding: &serde_json::Value) -> Vec<String> {
+    let located = finding["location"]["actions"].as_array().cloned().unwrap_or_default();
+    let detailed = finding["detail"].as_array().cloned().unwrap_or_default();
+    let detailed = detailed.iter().map(|d| d["action"].clone());
+    located.into_iter().chain(detailed).filter_map(|a| a.as_str().map(str::to_lowercase)).collect()
+}
+
+/// Runs parliament over an identity or bucket policy (not a trust policy: it has no Resource,
+/// which parliament reports as malformed) and fails on any finding not in ACCEPTED_FINDINGS.
+pub fn lint_policy(what: &str, document: &serde_json::Value) {
+    let python = std::path::PathBuf::from(required("NETSEC_PYTHON"));
+    let parliament = python.parent().unwrap().join("parliament");
+    let output = Command::new(&parliament)
+        .args(["--json", "--include-community-auditors", "--string", &document.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", parliament.display()));
+    let findings: Vec<serde_json::Value> =
+        text(&output.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert!(output.status.success() || !findings.is_empty(), "parliament failed on {what}: {}", text(&output.stderr));
+    let accepted = |finding: &serde_json::Value| {
+        let actions = finding_actions(finding);
+        !actions.is_empty()
+            && actions.iter().all(|a| ACCEPTED_FINDINGS.iter().any(|(issue, ok)| finding["issue"] == *issue && a == ok))
+    };
+    let unexpected: Vec<&serde_json::Value> = findings.iter().filter(|f| !accepted(f)).collect();
+    assert!(unexpected.is_empty(), "parliament on {what}: {unexpected:#?}\n{document:#}");
+}
