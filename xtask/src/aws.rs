@@ -197,6 +197,31 @@ pub fn code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> 
     error.code()
 }
 
+/// Runs `call` again for two minutes while AWS refuses an instance profile it does not know yet:
+/// IAM is eventually consistent, and a profile made seconds before is refused by RunInstances
+/// (InvalidParameterValue) and by Auto Scaling, which checks the launch template's
+/// (ValidationError), until it has spread.
+pub async fn while_profile_spreads<T, E, Fut>(mut call: impl FnMut() -> Fut) -> Result<T, SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match call().await {
+            Err(e) if profile_not_ready(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+fn profile_not_ready<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    matches!(error.code(), Some("InvalidParameterValue" | "ValidationError"))
+        && error.message().is_some_and(|m| m.to_ascii_lowercase().contains("iaminstanceprofile"))
+}
+
 /// The operations called, as `service:Operation`, shared by every client.
 #[derive(Debug, Clone, Default)]
 pub struct CallLog(Arc<Mutex<Vec<String>>>);

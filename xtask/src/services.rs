@@ -305,7 +305,10 @@ LaunchTemplate.create_version = create_version_decoded
 
 setup_class = BaseResponse.setup_class
 def setup_class_keeping_the_form(self, request, *args, **kwargs):
-    form = request.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded")
+    # Query-protocol services only: S3 reads its own bodies, and a gzip'd form is unpacked later.
+    form = (request.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded")
+            and "gzip" not in request.headers.get("Content-Encoding", "")
+            and getattr(self, "service_name", None) != "s3")
     # Cached, the body is still what werkzeug parses the form from.
     raw = request.get_data(cache=True) if form else None
     setup_class(self, request, *args, **kwargs)

@@ -164,6 +164,9 @@ async fn check_instances(env: &TestEnv, health_check: &str) {
     assert_eq!((root.encrypted(), root.volume_type()), (Some(true), Some(&VolumeType::Gp3)));
     assert_eq!(data.iam_instance_profile().and_then(|p| p.name()), Some(name.as_str()));
     assert_eq!(data.instance_type().map(|t| t.as_str()), Some("t3.micro"));
+    // EC2 resolves the parameter at each launch: a newer AMI needs no new version.
+    let image = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+    assert_eq!(data.image_id(), Some(image));
     let groups = groups(env).await;
     assert_eq!(data.security_group_ids(), [group(&groups, env, "fleet").group_id().unwrap().to_string()]);
     let user_data = base64::engine::general_purpose::STANDARD.decode(data.user_data().unwrap()).unwrap();

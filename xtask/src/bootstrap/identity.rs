@@ -87,27 +87,14 @@ pub fn trust_policy(provider_arn: &str, repo: &str) -> Value {
 pub fn deploy_policy(aws: &Aws, environment: &Environment) -> Value {
     let mut policy = base_deploy_policy(aws, environment);
     if let Some(fleet) = &environment.fleet {
-        let statements = [
-            // `plan` checks that the fleet's certificate is issued.
-            json!({
-                "Sid": "FleetCertificateRead",
-                "Effect": "Allow",
-                "Action": "acm:DescribeCertificate",
-                "Resource": fleet.tls.certificate_arn,
-            }),
-            // `plan` reads the launch template and the Auto Scaling group with its policy;
-            // these Describe calls take no resource.
-            json!({
-                "Sid": "FleetRead",
-                "Effect": "Allow",
-                "Action": [
-                    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribePolicies",
-                    "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeLaunchTemplates",
-                ],
-                "Resource": "*",
-            }),
-        ];
-        policy["Statement"].as_array_mut().expect("a list of statements").extend(statements);
+        // `plan` checks that the fleet's certificate is issued.
+        let statement = json!({
+            "Sid": "FleetCertificateRead",
+            "Effect": "Allow",
+            "Action": "acm:DescribeCertificate",
+            "Resource": fleet.tls.certificate_arn,
+        });
+        policy["Statement"].as_array_mut().expect("a list of statements").push(statement);
     }
     policy
 }
@@ -144,11 +131,14 @@ fn base_deploy_policy(aws: &Aws, environment: &Environment) -> Value {
                     "ecr:GetAuthorizationToken", "ec2:DescribeImages", "ec2:DescribeInstances",
                     "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVolumes",
                     "s3:ListAllMyBuckets", "ssm:GetCommandInvocation",
-                    // `plan` looks for a fleet's balancer and target group (strays too);
-                    // Elastic Load Balancing's Describe calls take no resource.
+                    // `plan` looks for a fleet's balancer, target group, launch template, Auto
+                    // Scaling group and policy in every environment (strays too); these
+                    // Describe calls take no resource.
                     "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeLoadBalancerAttributes",
                     "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeTags",
                     "elasticloadbalancing:DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetGroups",
+                    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribePolicies",
+                    "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeLaunchTemplates",
                 ],
                 "Resource": "*",
             },

@@ -4,8 +4,11 @@
 //! It drops requests with invalid header fields rather than pass them to the service, and
 //! writes its access logs into the environment's bucket when `fleet.access_logs` says so.
 
+use std::time::{Duration, Instant};
+
 use aws_sdk_acm::types::CertificateStatus;
 use aws_sdk_ec2::types::Filter;
+use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, Listener as AwsListener, LoadBalancer, LoadBalancerAttribute,
     LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum,
@@ -189,7 +192,18 @@ impl Step {
                     wanted.iter().map(|(key, value)| LoadBalancerAttribute::builder().key(*key).value(value).build());
                 let call = aws.elb.modify_load_balancer_attributes().load_balancer_arn(arn);
                 let call = call.set_attributes(Some(attributes.collect()));
-                call.send().await.map_err(|e| explain(e, &action("ModifyLoadBalancerAttributes"), &name))?;
+                // With access logs on, ELB first checks that it may write to the bucket, whose
+                // policy this apply may have put moments ago: not yet in force, it is refused.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    match call.clone().send().await {
+                        Ok(_) => break,
+                        Err(e) if bucket_not_writable_yet(&e) && Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                        Err(e) => return Err(explain(e, &action("ModifyLoadBalancerAttributes"), &name)),
+                    }
+                }
             }
             Step::Listen(listener) => listen(aws, environment, None, listener).await?,
             Step::Relisten(arn, listener) => listen(aws, environment, Some(arn), listener).await?,
@@ -204,6 +218,10 @@ impl Step {
         }
         Ok(())
     }
+}
+
+fn bucket_not_writable_yet<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    code(error) == Some("InvalidConfigurationRequest") && error.message().is_some_and(|m| m.contains("Access Denied"))
 }
 
 /// Creates the listener, or changes the one at `existing` into it.

@@ -1,7 +1,7 @@
 //! The fleet's launch template, what Auto Scaling launches every instance from: the AMI the
-//! runner's SSM parameter names, IMDSv2 required, an encrypted gp3 root volume, the fleet
-//! role's instance profile, the instances' security group, and user data that starts the
-//! deployed image (infra/host/fleet-user-data.sh).
+//! runner's SSM parameter names at each launch (`resolve:ssm:`), IMDSv2 required, an encrypted
+//! gp3 root volume, the fleet role's instance profile, the instances' security group, and user
+//! data that starts the deployed image (infra/host/fleet-user-data.sh).
 //!
 //! A template's versions cannot change: a difference makes a new version and makes it the
 //! default, which the group launches from ("$Default"). Instances already running keep the
@@ -57,18 +57,19 @@ struct RootVolume {
 }
 
 impl Template {
-    /// What the file asks for today (the AMI as its parameter names it now).
+    /// What the file asks for. The image is the AMI parameter itself, which EC2 resolves at
+    /// each launch: a newer AMI needs no new version (and no `apply` by the deploy role).
     async fn wanted(aws: &Aws, environment: &Environment, security_group: String) -> anyhow::Result<Template> {
-        let image = runner::ami(aws, environment).await?;
+        let today = runner::ami(aws, environment).await?;
         let fleet = environment.fleet.as_ref().ok_or_else(|| anyhow::anyhow!("the environment has no fleet"))?;
         Ok(Template {
             root: RootVolume {
-                device: runner::root_device(aws, &image).await,
+                device: runner::root_device(aws, &today).await,
                 gib: environment.runner.root_volume_gib,
                 encrypted: true,
                 gp3: true,
             },
-            image,
+            image: format!("resolve:ssm:{}", environment.runner.ami_parameter),
             instance_type: fleet.instance_type.clone(),
             profile: Holder::Fleet.name(environment),
             imds_v2_only: true,
@@ -108,7 +109,7 @@ impl Template {
     fn differences(&self, actual: &Template) -> Vec<String> {
         let mut changed = Vec::new();
         let mut differ = |differs: bool, what: String| changed.extend(differs.then_some(what));
-        differ(self.image != actual.image, format!("AMI {}", self.image));
+        differ(self.image != actual.image, format!("image {}", self.image));
         differ(self.instance_type != actual.instance_type, format!("instance type {}", self.instance_type));
         differ(self.profile != actual.profile, format!("instance profile {}", self.profile));
         differ(self.imds_v2_only != actual.imds_v2_only, "IMDSv2 required".into());

@@ -327,26 +327,9 @@ async fn launch(aws: &Aws, environment: &Environment) -> anyhow::Result<()> {
         .tag_specifications(
             TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(volume_tags)).build(),
         );
-    // A new instance profile takes a few seconds to be usable by EC2 (IAM is eventually
-    // consistent): that one refusal is retried for a minute.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match request.clone().send().await {
-            Ok(_) => return Ok(()),
-            Err(e) if profile_not_ready(&e) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-            Err(e) => return Err(explain(e, "ec2:RunInstances", &name)),
-        }
-    }
-}
-
-fn profile_not_ready<E: aws_sdk_ec2::error::ProvideErrorMetadata, R>(
-    error: &aws_sdk_ec2::error::SdkError<E, R>,
-) -> bool {
-    use aws_sdk_ec2::error::ProvideErrorMetadata as _;
-    crate::aws::code(error) == Some("InvalidParameterValue")
-        && error.message().is_some_and(|m| m.contains("iamInstanceProfile"))
+    let launched = crate::aws::while_profile_spreads(|| request.clone().send()).await;
+    launched.map_err(|e| explain(e, "ec2:RunInstances", &name))?;
+    Ok(())
 }
 
 /// The AMI's root device (Amazon Linux's is /dev/xvda, used when the AMI does not say).

@@ -17,7 +17,7 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, 
 use super::environment::{Environment, FleetSpec};
 use super::plan::{self, Change, Planned};
 use super::{balancer, launch_template, target_group};
-use crate::aws::{explain, Aws};
+use crate::aws::{explain, while_profile_spreads, Aws};
 
 pub const KIND: &str = "autoscaling group";
 /// The template version the group launches from: whichever `apply` made the default.
@@ -26,6 +26,8 @@ const TEMPLATE_VERSION: &str = "$Default";
 const LOAD_BALANCER_HEALTH: &str = "ELB";
 /// ...once an image is deployed; before that, when EC2 finds them impaired.
 const INSTANCE_HEALTH: &str = "EC2";
+/// A group's status while DeleteAutoScalingGroup runs (it has none otherwise).
+const DELETING: &str = "Delete in progress";
 
 /// `netsec-<env>-fleet`.
 pub fn name(environment: &Environment) -> String {
@@ -126,7 +128,8 @@ impl Step {
         match self {
             Step::Create(settings, desired) => create(aws, environment, settings, *desired).await,
             Step::Update(settings, desired) => {
-                aws.autoscaling
+                let request = aws
+                    .autoscaling
                     .update_auto_scaling_group()
                     .auto_scaling_group_name(&name)
                     .min_size(settings.min)
@@ -135,10 +138,9 @@ impl Step {
                     .launch_template(settings.template())
                     .vpc_zone_identifier(settings.subnets.join(","))
                     .health_check_type(&settings.health_check_type)
-                    .health_check_grace_period(settings.grace_period)
-                    .send()
-                    .await
-                    .map_err(|e| explain(e, "autoscaling:UpdateAutoScalingGroup", &name))?;
+                    .health_check_grace_period(settings.grace_period);
+                let updated = while_profile_spreads(|| request.clone().send()).await;
+                updated.map_err(|e| explain(e, "autoscaling:UpdateAutoScalingGroup", &name))?;
                 Ok(())
             }
             Step::AttachTargetGroup => {
@@ -171,7 +173,7 @@ impl Step {
                     .map_err(|e| explain(e, "autoscaling:CreateOrUpdateTags", &name))?;
                 Ok(())
             }
-            Step::Delete(group) => delete(aws, group).await,
+            Step::Delete(group) => delete(aws, environment, group).await,
         }
     }
 }
@@ -200,7 +202,8 @@ fn pairs<'a>(tags: impl Iterator<Item = &'a TagDescription>) -> Vec<(String, Str
 async fn create(aws: &Aws, environment: &Environment, settings: &Settings, desired: i32) -> anyhow::Result<()> {
     let name = name(environment);
     let target_group = target_group::arn(aws, environment).await?;
-    aws.autoscaling
+    let request = aws
+        .autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(&name)
         .launch_template(settings.template())
@@ -211,15 +214,20 @@ async fn create(aws: &Aws, environment: &Environment, settings: &Settings, desir
         .target_group_arns(target_group)
         .health_check_type(&settings.health_check_type)
         .health_check_grace_period(settings.grace_period)
-        .set_tags(Some(tags(&name, &plan::tag_pairs(environment, &name))))
-        .send()
-        .await
-        .map_err(|e| explain(e, "autoscaling:CreateAutoScalingGroup", &name))?;
+        .set_tags(Some(tags(&name, &plan::tag_pairs(environment, &name))));
+    // Auto Scaling checks the template's instance profile, which apply has just made.
+    let created = while_profile_spreads(|| request.clone().send()).await;
+    created.map_err(|e| explain(e, "autoscaling:CreateAutoScalingGroup", &name))?;
     Ok(())
 }
 
 /// The group named `name`, unless it is gone or going.
 pub async fn find(aws: &Aws, name: &str) -> anyhow::Result<Option<AutoScalingGroup>> {
+    Ok(describe(aws, name).await?.filter(|group| !is_being_deleted(group)))
+}
+
+/// The group named `name`, even while it is being deleted.
+async fn describe(aws: &Aws, name: &str) -> anyhow::Result<Option<AutoScalingGroup>> {
     let found = aws
         .autoscaling
         .describe_auto_scaling_groups()
@@ -230,22 +238,32 @@ pub async fn find(aws: &Aws, name: &str) -> anyhow::Result<Option<AutoScalingGro
     Ok(found.auto_scaling_groups().first().cloned())
 }
 
-/// ForceDelete terminates the instances; the group is gone once they are, and only then can the
-/// instances' security group go (ten minutes at most).
-async fn delete(aws: &Aws, group: &str) -> anyhow::Result<()> {
-    aws.autoscaling
-        .delete_auto_scaling_group()
-        .auto_scaling_group_name(group)
-        .force_delete(true)
-        .send()
-        .await
-        .map_err(|e| explain(e, "autoscaling:DeleteAutoScalingGroup", group))?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while let Some(found) = find(aws, group).await? {
+fn is_being_deleted(group: &AutoScalingGroup) -> bool {
+    group.status() == Some(DELETING)
+}
+
+/// ForceDelete terminates the instances (after their targets drain); the group is gone once
+/// they are, and only then can the instances' security group go. A group already being deleted
+/// is only waited for.
+async fn delete(aws: &Aws, environment: &Environment, group: &str) -> anyhow::Result<()> {
+    if !describe(aws, group).await?.is_some_and(|g| is_being_deleted(&g)) {
+        aws.autoscaling
+            .delete_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .force_delete(true)
+            .send()
+            .await
+            .map_err(|e| explain(e, "autoscaling:DeleteAutoScalingGroup", group))?;
+    }
+    let draining = environment.fleet.as_ref().map_or(0, |f| f.health.deregistration_delay_seconds);
+    let limit = Duration::from_secs(600 + u64::from(draining));
+    let deadline = Instant::now() + limit;
+    while let Some(found) = describe(aws, group).await? {
         let left = found.instances().len();
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{group} is still being deleted after ten minutes ({left} instances left): run `cargo xtask destroy` again"
+            "{group} is still being deleted after {} s ({left} instances left): run `cargo xtask destroy` again",
+            limit.as_secs()
         );
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
