@@ -197,24 +197,37 @@ pub fn code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> 
     error.code()
 }
 
-/// Runs `call` again for two minutes while AWS refuses an instance profile it does not know yet:
-/// IAM is eventually consistent, and a profile made seconds before is refused by RunInstances
-/// (InvalidParameterValue) and by Auto Scaling, which checks the launch template's
-/// (ValidationError), until it has spread.
-pub async fn while_profile_spreads<T, E, Fut>(mut call: impl FnMut() -> Fut) -> Result<T, SdkError<E, HttpResponse>>
+/// Runs `call` again, every five seconds for `within`, while its error is one `passing` says
+/// goes away by itself (AWS's own state still spreading); any other outcome is returned.
+pub async fn retry_while<T, E, Fut>(
+    within: std::time::Duration,
+    passing: impl Fn(&SdkError<E, HttpResponse>) -> bool,
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, SdkError<E, HttpResponse>>
 where
-    E: ProvideErrorMetadata,
     Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + within;
     loop {
         match call().await {
-            Err(e) if profile_not_ready(&e) && std::time::Instant::now() < deadline => {
+            Err(e) if passing(&e) && std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             }
             done => return done,
         }
     }
+}
+
+/// Runs `call` again for two minutes while AWS refuses an instance profile it does not know yet:
+/// IAM is eventually consistent, and a profile made seconds before is refused by RunInstances
+/// (InvalidParameterValue) and by Auto Scaling, which checks the launch template's
+/// (ValidationError), until it has spread.
+pub async fn while_profile_spreads<T, E, Fut>(call: impl FnMut() -> Fut) -> Result<T, SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+{
+    retry_while(std::time::Duration::from_secs(120), profile_not_ready, call).await
 }
 
 fn profile_not_ready<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {

@@ -4,7 +4,7 @@
 //! It drops requests with invalid header fields rather than pass them to the service, and
 //! writes its access logs into the environment's bucket when `fleet.access_logs` says so.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_acm::types::CertificateStatus;
 use aws_sdk_ec2::types::Filter;
@@ -17,7 +17,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use super::environment::{Environment, FleetSpec};
 use super::firewall::{self, HTTPS_PORT, HTTP_PORT};
 use super::plan::{self, Planned};
-use crate::aws::{code, explain, Aws};
+use crate::aws::{code, explain, retry_while, Aws};
 
 pub const KIND: &str = "elb load balancer";
 
@@ -194,16 +194,8 @@ impl Step {
                 let call = call.set_attributes(Some(attributes.collect()));
                 // With access logs on, ELB first checks that it may write to the bucket, whose
                 // policy this apply may have put moments ago: not yet in force, it is refused.
-                let deadline = Instant::now() + Duration::from_secs(60);
-                loop {
-                    match call.clone().send().await {
-                        Ok(_) => break,
-                        Err(e) if bucket_not_writable_yet(&e) && Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                        Err(e) => return Err(explain(e, &action("ModifyLoadBalancerAttributes"), &name)),
-                    }
-                }
+                let set = retry_while(Duration::from_secs(60), bucket_not_writable_yet, || call.clone().send()).await;
+                set.map_err(|e| explain(e, &action("ModifyLoadBalancerAttributes"), &name))?;
             }
             Step::Listen(listener) => listen(aws, environment, None, listener).await?,
             Step::Relisten(arn, listener) => listen(aws, environment, Some(arn), listener).await?,
