@@ -27,6 +27,7 @@ mod release;
 mod remote;
 pub mod repository;
 pub mod role;
+mod rollout;
 mod runner;
 mod scaling_group;
 mod scaling_policy;
@@ -63,6 +64,10 @@ pub enum Command {
         env: EnvArg,
         #[arg(long, default_value_t = 200)]
         lines: u32,
+        /// One instance of the fleet (or the runner); without it, every instance of the fleet
+        /// in service, or the runner when there is no fleet.
+        #[arg(long, value_name = "ID")]
+        instance: Option<String>,
     },
     /// Back to the previous container, or to a deployed VERSION (a tag or digest from `status`).
     Rollback {
@@ -102,7 +107,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Command::Destroy { env, yes } => destroy(&Environment::load(&env.name)?, yes).await,
             Command::Deploy { env, args } => release::deploy(&Environment::load(&env.name)?, &args).await,
             Command::Status(env) => release::status(&Environment::load(&env.name)?).await,
-            Command::Logs { env, lines } => release::logs(&Environment::load(&env.name)?, lines).await,
+            Command::Logs { env, lines, instance } => {
+                release::logs(&Environment::load(&env.name)?, lines, instance.as_deref()).await
+            }
             Command::Rollback { env, to } => release::rollback(&Environment::load(&env.name)?, to.as_deref()).await,
             Command::Scale { env, desired } => fleet::scale(&Environment::load(&env.name)?, desired).await,
             Command::Unlock(env) => {

@@ -144,7 +144,7 @@ async fn check_identity(config: &aws_config::SdkConfig, env: &TestEnv) {
     let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).unwrap_or_else(|| panic!("no {sid}"));
     let push = by_sid("EcrPush");
     assert_eq!(push["Resource"], format!("arn:aws:ecr:us-east-1:123456789012:repository/netsec-{}", env.name));
-    let run_command = by_sid("RunCommandOnTheRunner");
+    let run_command = by_sid("RunCommandOnInstances");
     assert_eq!(run_command["Condition"]["StringEquals"]["ssm:resourceTag/netsec:env"], env.name.as_str());
     let writes = by_sid("LockAndHistory");
     assert_eq!(

@@ -401,3 +401,115 @@ fn a_certificate_that_is_not_there_stops_the_plan_before_any_change() {
     assert!(stderr.contains("fleet.tls.certificate_arn") && stderr.contains("request or import it"), "{stderr}");
     runtime().block_on(async { assert!(groups(&env).await.is_empty(), "apply changed something") });
 }
+
+/// An image in the environment's repository, by digest: moto keeps the manifest alone, which
+/// is all a deploy by digest reads. (moto digests the layers' digests rather than the manifest,
+/// as ECR does: each version gets a layer of its own so that the two differ.)
+async fn pushed_image(env: &TestEnv, version: &str) -> String {
+    let ecr = aws_sdk_ecr::Client::new(&sdk().await);
+    let blob = |kind: &str| format!("sha256:{:0>64}", format!("{kind}{version}"));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2, "digest": blob("c")},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2, "digest": blob("a")}],
+    });
+    let repository = format!("netsec-{}", env.name);
+    let put = ecr.put_image().repository_name(&repository).image_manifest(manifest.to_string()).image_tag(version);
+    let put = put.send().await.unwrap();
+    let digest = put.image().unwrap().image_id().unwrap().image_digest().unwrap();
+    format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{repository}@{digest}")
+}
+
+/// The update-script invocations each of the fleet's instances was sent, by instance.
+async fn fleet_commands(env: &TestEnv) -> std::collections::BTreeMap<String, Vec<String>> {
+    let config = sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let group = Filter::builder().name("tag:aws:autoscaling:groupName").values(format!("netsec-{}-fleet", env.name));
+    let found = ec2.describe_instances().filters(group.build()).send().await.unwrap();
+    let ids = found.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id());
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let mut sent = std::collections::BTreeMap::new();
+    for id in ids {
+        let listed = ssm.list_commands().instance_id(id).send().await.unwrap();
+        let mut commands: Vec<(i64, String)> = listed
+            .commands()
+            .iter()
+            .filter_map(|c| {
+                let script = c.parameters()?.get("commands")?.last()?.clone();
+                let invocation = script.split("/opt/netsec/netsec-update.sh ").nth(1)?.to_string();
+                Some((c.requested_date_time()?.as_nanos() as i64, invocation))
+            })
+            .collect();
+        commands.sort();
+        sent.insert(id.to_string(), commands.into_iter().map(|(_, c)| c).collect());
+    }
+    sent
+}
+
+async fn parameter(env: &TestEnv, name: &str) -> String {
+    let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+    let found = ssm.get_parameter().name(format!("/netsec/{}/{name}", env.name)).send().await.unwrap();
+    found.parameter().unwrap().value().unwrap().to_string()
+}
+
+/// The rolling deploy's bookkeeping against moto (whose targets are always healthy: the
+/// health-gated behaviour is tested against a real balancer elsewhere): every instance in
+/// service is updated once, one batch at a time; `deploy/current` names the image only then,
+/// and the group's health checks turn to the target group; nothing changed, nothing is done;
+/// `rollback` rolls the fleet back the same way.
+#[test]
+fn a_fleet_is_deployed_and_rolled_back_batch_by_batch() {
+    let certificate = runtime().block_on(certificate());
+    let section = format!(
+        "fleet:\n  min: 2\n  max: 4\n  desired: 3\n  max_unavailable: 1\n  tls: {{certificate_arn: \"{certificate}\"}}\n  \
+         health: {{interval_seconds: 5, timeout_seconds: 2, deregistration_delay_seconds: 0}}\n"
+    );
+    let env = TestEnv::new("r", &section);
+    succeeds(&mut xtask(&["apply", "--env", env.path()]));
+    let (first, second) = runtime().block_on(async { (pushed_image(&env, "1").await, pushed_image(&env, "2").await) });
+    assert_ne!(first, second);
+
+    let deployed = succeeds(&mut xtask(&["deploy", "--env", env.path(), "--image", &first]));
+    for batch in ["batch 1: i-", "batch 2: i-", "batch 3: i-"] {
+        assert!(deployed.contains(batch), "three batches of one: {deployed}");
+    }
+    assert!(deployed.contains("(3 of 3 targets healthy, fleet.min 2)"), "{deployed}");
+    assert!(!deployed.contains("batch 4"), "{deployed}");
+    assert!(deployed.contains(&format!("deployed {first} to {} (3 fleet instances)", env.name)), "{deployed}");
+    let sent = runtime().block_on(fleet_commands(&env));
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    for commands in sent.values() {
+        assert_eq!(commands, &[format!("'deploy' '{first}'")], "each instance once: {sent:?}");
+    }
+    assert_eq!(runtime().block_on(parameter(&env, "deploy/current")), first);
+    runtime().block_on(async {
+        let autoscaling = aws_sdk_autoscaling::Client::new(&sdk().await);
+        let name = format!("netsec-{}-fleet", env.name);
+        let found = autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&name).send().await.unwrap();
+        assert_eq!(found.auto_scaling_groups()[0].health_check_type(), Some("ELB"), "the target group decides now");
+    });
+
+    let again = succeeds(&mut xtask(&["deploy", "--env", env.path(), "--image", &first]));
+    assert!(again.contains("nothing to deploy") && again.contains("(0 mutating calls)"), "{again}");
+
+    succeeds(&mut xtask(&["deploy", "--env", env.path(), "--image", &second]));
+    assert_eq!(runtime().block_on(parameter(&env, "deploy/current")), second);
+    let rolled = succeeds(&mut xtask(&["rollback", "--env", env.path()]));
+    assert!(rolled.contains("batch 3: i-") && rolled.contains(&format!("back to {first}")), "{rolled}");
+    assert_eq!(runtime().block_on(parameter(&env, "deploy/current")), first);
+    let sent = runtime().block_on(fleet_commands(&env));
+    for commands in sent.values() {
+        let expected = [format!("'deploy' '{first}'"), format!("'deploy' '{second}'"), format!("'rollback' '{first}'")];
+        assert_eq!(commands, &expected, "{sent:?}");
+    }
+    let history = runtime().block_on(parameter(&env, "deploy/history"));
+    assert_eq!(history.matches("\"action\":\"rollback\"").count(), 1, "{history}");
+
+    let status = succeeds(&mut xtask(&["status", "--env", env.path()]));
+    assert!(status.contains("(trains; the fleet serves)") && status.contains(&format!("deployed: {first}")));
+    let stray = fails(&mut xtask(&["logs", "--env", env.path(), "--instance", "i-00000000000000000"]));
+    let stderr = common::text(&stray.stderr);
+    assert!(stderr.contains("is not one of environment") && stderr.contains("the fleet's in service i-"), "{stderr}");
+    succeeds(&mut xtask(&["destroy", "--env", env.path(), "--yes"]));
+}

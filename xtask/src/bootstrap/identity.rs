@@ -87,16 +87,49 @@ pub fn trust_policy(provider_arn: &str, repo: &str) -> Value {
 pub fn deploy_policy(aws: &Aws, environment: &Environment) -> Value {
     let mut policy = base_deploy_policy(aws, environment);
     if let Some(fleet) = &environment.fleet {
-        // `plan` checks that the fleet's certificate is issued.
-        let statement = json!({
+        let statements = policy["Statement"].as_array_mut().expect("a list of statements");
+        let arn = |service: &str, resource: &str| aws.arn(service, resource);
+        statements.extend(fleet_statements(&arn, environment, &fleet.tls.certificate_arn));
+    }
+    policy
+}
+
+/// What a fleet adds: exactly the calls of a rolling deploy (rollout.rs) on this fleet. Run
+/// Command on its instances is granted by the environment tag they carry (RunCommandOnInstances),
+/// and `deploy/current` is under the deploy parameters (LockAndHistory).
+fn fleet_statements(arn: &dyn Fn(&str, &str) -> String, environment: &Environment, certificate: &str) -> Vec<Value> {
+    let target_group = arn("elasticloadbalancing", &format!("targetgroup/{}/*", environment.resource_name("web")));
+    let group =
+        arn("autoscaling", &format!("autoScalingGroup:*:autoScalingGroupName/{}", environment.resource_name("fleet")));
+    vec![
+        json!({
+            // `plan` checks that the fleet's certificate is issued.
             "Sid": "FleetCertificateRead",
             "Effect": "Allow",
             "Action": "acm:DescribeCertificate",
-            "Resource": fleet.tls.certificate_arn,
-        });
-        policy["Statement"].as_array_mut().expect("a list of statements").push(statement);
-    }
-    policy
+            "Resource": certificate,
+        }),
+        json!({
+            "Sid": "RolloutTargets",
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"],
+            "Resource": target_group,
+        }),
+        json!({
+            // Describe calls take no resource.
+            "Sid": "RolloutHealth",
+            "Effect": "Allow",
+            "Action": "elasticloadbalancing:DescribeTargetHealth",
+            "Resource": "*",
+        }),
+        json!({
+            // The first deploy turns the group's health checks over to the target group.
+            "Sid": "RolloutHealthChecks",
+            "Effect": "Allow",
+            "Action": "autoscaling:UpdateAutoScalingGroup",
+            "Resource": group,
+        }),
+    ]
 }
 
 fn base_deploy_policy(aws: &Aws, environment: &Environment) -> Value {
@@ -130,7 +163,7 @@ fn base_deploy_policy(aws: &Aws, environment: &Environment) -> Value {
                 "Action": [
                     "ecr:GetAuthorizationToken", "ec2:DescribeImages", "ec2:DescribeInstances",
                     "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVolumes",
-                    "s3:ListAllMyBuckets", "ssm:GetCommandInvocation",
+                    "s3:ListAllMyBuckets", "ssm:GetCommandInvocation", "ssm:ListCommands",
                     // `plan` looks for a fleet's balancer, target group, launch template, Auto
                     // Scaling group and policy in every environment (strays too); these
                     // Describe calls take no resource.
@@ -188,7 +221,7 @@ fn base_deploy_policy(aws: &Aws, environment: &Environment) -> Value {
                 "Resource": format!("arn:aws:ssm:{}::document/AWS-RunShellScript", aws.region),
             },
             {
-                "Sid": "RunCommandOnTheRunner",
+                "Sid": "RunCommandOnInstances",
                 "Effect": "Allow",
                 "Action": "ssm:SendCommand",
                 "Resource": aws.arn("ec2", "instance/*"),
@@ -284,5 +317,27 @@ mod tests {
         assert_eq!(condition["token.actions.githubusercontent.com:sub"], "repo:octo/netsec:ref:refs/heads/main");
         assert_eq!(condition["token.actions.githubusercontent.com:aud"], "sts.amazonaws.com");
         assert!(statement["Condition"].get("StringLike").is_none(), "no wildcard subjects");
+    }
+
+    #[test]
+    fn a_fleet_adds_the_rollouts_calls_on_its_own_target_group_and_group_only() {
+        let environment = Environment::load("fleet").unwrap();
+        let arn = |service: &str, resource: &str| format!("arn:aws:{service}:eu-west-1:123456789012:{resource}");
+        let statements = fleet_statements(&arn, &environment, "arn:aws:acm:eu-west-1:123456789012:certificate/c");
+        let by_sid = |sid: &str| statements.iter().find(|s| s["Sid"] == sid).unwrap_or_else(|| panic!("no {sid}"));
+        let targets = by_sid("RolloutTargets");
+        assert_eq!(
+            targets["Resource"],
+            "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/netsec-fleet-web/*"
+        );
+        let group = by_sid("RolloutHealthChecks");
+        assert_eq!(group["Action"], "autoscaling:UpdateAutoScalingGroup");
+        assert_eq!(
+            group["Resource"],
+            "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/netsec-fleet-fleet"
+        );
+        let unscoped: Vec<&Value> = statements.iter().filter(|s| s["Resource"] == "*").collect();
+        assert_eq!(unscoped.len(), 1, "only DescribeTargetHealth, which takes no resource: {unscoped:?}");
+        assert_eq!(unscoped[0]["Action"], "elasticloadbalancing:DescribeTargetHealth");
     }
 }

@@ -1,8 +1,8 @@
 //! The environment's security groups, each letting in exactly its rules and nothing else;
 //! outbound stays open (ECR, S3, SSM and GitHub are reached over HTTPS).
 //!
-//! - `service`, the runner's: the service port from `allowed_cidrs`, SSH only when `ssh_cidrs`
-//!   asks for it.
+//! - `service`, the runner's: the service port from `allowed_cidrs` (not with a fleet: the
+//!   runner then only trains), SSH only when `ssh_cidrs` asks for it.
 //! - With a fleet, `alb`, the load balancer's: 443 and 80 from `allowed_cidrs`; and `fleet`, the
 //!   instances': the service port from the `alb` group only, so nothing reaches an instance
 //!   but through the balancer.
@@ -132,7 +132,9 @@ async fn create(aws: &Aws, environment: &Environment, role: &str) -> anyhow::Res
 pub fn wanted(environment: &Environment) -> Vec<Wanted> {
     let service = &environment.service;
     let from_allowed = |port: u16| service.allowed_cidrs.iter().map(move |cidr| Rule::cidr(port, cidr));
-    let mut runner: Vec<Rule> = from_allowed(service.port).collect();
+    // With a fleet the runner only trains: the service port is open on the fleet alone.
+    let mut runner: Vec<Rule> =
+        if environment.fleet.is_some() { Vec::new() } else { from_allowed(service.port).collect() };
     runner.extend(service.ssh_cidrs.iter().map(|cidr| Rule::cidr(SSH_PORT, cidr)));
     let mut groups = Vec::new();
     if environment.fleet.is_some() {
@@ -297,6 +299,7 @@ mod tests {
         let everyone = |port| Rule::cidr(port, "0.0.0.0/0");
         assert_eq!(groups[0].rules, [everyone(HTTP_PORT), everyone(HTTPS_PORT)]);
         assert_eq!(groups[1].rules, [Rule { port: 8080, source: Source::Group(BALANCER.into()) }]);
+        assert_eq!(groups[2].rules, [], "the runner serves nothing beside a fleet");
         assert_eq!(wanted(&Environment::load("dev").unwrap()).len(), 1, "no fleet, one group");
     }
 

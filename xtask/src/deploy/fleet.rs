@@ -122,7 +122,7 @@ pub async fn status(aws: &Aws, environment: &Environment) -> anyhow::Result<()> 
 
 /// The image the instance's live container runs, as its update script reports it.
 async fn serving(aws: &Aws, environment: &Environment, id: &str) -> String {
-    match remote::update_script(aws, environment, id, &["status"]).await {
+    match remote::update_script(aws, environment, remote::Host::Fleet, id, &["status"]).await {
         Ok(output) => live_image(&output.stdout).unwrap_or_else(|| format!("nothing ({})", output.status)),
         Err(e) => format!("unknown ({e:#})"),
     }

@@ -1,17 +1,25 @@
 //! `deploy`, `rollback`, `status` and `logs`: the image to ECR, the environment applied, the
-//! runner switched over by the on-host update script (health-gated, the old container kept).
+//! runner switched over by the on-host update script (health-gated, the old container kept) or,
+//! with a fleet, every instance of it batch by batch (rollout.rs); the runner then serves
+//! nothing and only trains.
 //!
 //! ```text
 //!  build ─► nothing changed? ─► lock ─► apply ─► push (ECR token) ─► SSM: netsec-update.sh deploy REF@digest
+//!                                                 (runner, or the fleet in batches ─► deploy/current)
 //!                                                                        └─► history (SSM parameter) ─► unlock
 //! ```
 
-use aws_sdk_ecr::types::ImageIdentifier;
+use std::collections::BTreeSet;
 
-use super::environment::Environment;
+use aws_sdk_ecr::types::ImageIdentifier;
+use aws_sdk_ssm::types::ParameterType;
+
+use super::environment::{Environment, FleetSpec};
 use super::history::{Deployment, History};
 use super::lock::{self, Lock};
-use super::{plan, remote, repository, runner};
+use super::remote::Host;
+use super::rollout::{self, Action};
+use super::{plan, remote, repository, runner, scaling_group};
 use crate::aws::{code, explain, Aws};
 use crate::image::{self, ecr, Engine, ImageNames};
 
@@ -134,8 +142,14 @@ async fn deploy_locked(
         Origin::Local { engine, name } => push(aws, engine, environment, name, &candidate.tag).await?,
         Origin::Pushed(reference) => reference.clone(),
     };
-    let instance = instance_id(aws, environment).await?;
-    switch(aws, environment, &instance, &["deploy", &reference]).await?;
+    let target = match &environment.fleet {
+        Some(fleet) => roll_fleet(aws, environment, fleet, Action::Deploy(&reference)).await?,
+        None => {
+            let instance = instance_id(aws, environment).await?;
+            switch(aws, environment, &instance, &["deploy", &reference]).await?;
+            instance
+        }
+    };
     let deployment = Deployment {
         image: reference.clone(),
         image_id: candidate.id.clone(),
@@ -146,7 +160,7 @@ async fn deploy_locked(
         action: "deploy".into(),
     };
     history.record(aws, environment, deployment).await?;
-    println!("deployed {reference} to {} ({instance})", environment.name);
+    println!("deployed {reference} to {} ({target})", environment.name);
     Ok(())
 }
 
@@ -166,9 +180,42 @@ async fn instance_id(aws: &Aws, environment: &Environment) -> anyhow::Result<Str
     Ok(instance.instance_id().unwrap_or_default().to_string())
 }
 
-/// Runs the update script; its output is shown either way, and a failure is an error.
+/// Rolls `action` over the fleet (rollout.rs), then names its image in `deploy/current`, from
+/// which instances launched later start, and which turns the group's health checks over to
+/// the target group; then rolls the instances that joined meanwhile (they started the image
+/// named before). Returns what was updated, for the summary line.
+async fn roll_fleet(
+    aws: &Aws,
+    environment: &Environment,
+    fleet: &FleetSpec,
+    action: Action<'_>,
+) -> anyhow::Result<String> {
+    let mut done = BTreeSet::new();
+    rollout::settle(aws, environment, fleet).await?;
+    rollout::roll(aws, environment, fleet, action, &mut done).await?;
+    let (Action::Deploy(image) | Action::Rollback(image)) = action;
+    let current = environment.parameter("deploy/current");
+    aws.ssm
+        .put_parameter()
+        .name(&current)
+        .r#type(ParameterType::String)
+        .value(image)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| explain(e, "ssm:PutParameter", &current))?;
+    if let Some(group) = scaling_group::plan(aws, environment).await? {
+        plan::apply(aws, environment, &[group]).await?;
+    }
+    rollout::settle(aws, environment, fleet).await?;
+    rollout::roll(aws, environment, fleet, action, &mut done).await?;
+    Ok(format!("{} fleet instances", done.len()))
+}
+
+/// Runs the update script on the runner; its output is shown either way, and a failure is an
+/// error.
 async fn switch(aws: &Aws, environment: &Environment, instance: &str, args: &[&str]) -> anyhow::Result<()> {
-    let output = remote::update_script(aws, environment, instance, args).await?;
+    let output = remote::update_script(aws, environment, Host::Runner, instance, args).await?;
     print!("{}", output.stdout);
     eprint!("{}", output.stderr);
     anyhow::ensure!(
@@ -192,12 +239,16 @@ pub async fn rollback(environment: &Environment, to: Option<&str>) -> anyhow::Re
 async fn rollback_locked(aws: &Aws, environment: &Environment, to: Option<&str>) -> anyhow::Result<()> {
     let history = History::read(aws, environment).await?;
     let target = history.find(to)?.clone();
-    let instance = instance_id(aws, environment).await?;
-    let args: Vec<&str> = match to {
-        None => vec!["rollback"],
-        Some(_) => vec!["rollback", &target.image],
-    };
-    switch(aws, environment, &instance, &args).await?;
+    if let Some(fleet) = &environment.fleet {
+        roll_fleet(aws, environment, fleet, Action::Rollback(&target.image)).await?;
+    } else {
+        let instance = instance_id(aws, environment).await?;
+        let args: Vec<&str> = match to {
+            None => vec!["rollback"],
+            Some(_) => vec!["rollback", &target.image],
+        };
+        switch(aws, environment, &instance, &args).await?;
+    }
     let deployment = Deployment { at: lock::now(), by: lock::whoami(), action: "rollback".into(), ..target.clone() };
     history.record(aws, environment, deployment).await?;
     println!("rolled {} back to {}", environment.name, target.image);
@@ -220,27 +271,50 @@ pub async fn status(environment: &Environment) -> anyhow::Result<()> {
     if let Some(holder) = lock::read(&aws, environment).await? {
         println!("locked by {} (expires in {} s)", holder.owner, holder.expires.saturating_sub(lock::now()));
     }
-    if environment.fleet.is_some() {
-        super::fleet::status(&aws, environment).await?;
-    }
     let instance = runner::current(&aws, environment).await?;
     let id = instance.instance_id().unwrap_or_default();
     let state = instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
     let address = instance.public_ip_address().unwrap_or("no public address");
+    if environment.fleet.is_some() {
+        println!("runner {id}: {state}, {address} (trains; the fleet serves)");
+        return super::fleet::status(&aws, environment).await;
+    }
     println!("runner {id}: {state}, {address}");
-    let output = remote::update_script(&aws, environment, id, &["status"]).await?;
+    let output = remote::update_script(&aws, environment, Host::Runner, id, &["status"]).await?;
     print!("{}", output.stdout);
     anyhow::ensure!(output.succeeded(), "the status command on {id} ended {}: {}", output.status, output.stderr);
     Ok(())
 }
 
-/// `logs`: the live container's last lines.
-pub async fn logs(environment: &Environment, lines: u32) -> anyhow::Result<()> {
+/// `logs`: the live container's last lines, on the runner, on one instance of the fleet
+/// (`--instance`), or on each of its instances in service.
+pub async fn logs(environment: &Environment, lines: u32, instance: Option<&str>) -> anyhow::Result<()> {
     let aws = Aws::connect(environment).await?;
-    let instance = instance_id(&aws, environment).await?;
-    let output = remote::update_script(&aws, environment, &instance, &["logs", &lines.to_string()]).await?;
-    print!("{}", output.stdout);
-    eprint!("{}", output.stderr);
-    anyhow::ensure!(output.succeeded(), "the logs command on {instance} ended {}", output.status);
+    let runner = instance_id(&aws, environment).await?;
+    let fleet = match environment.fleet {
+        Some(_) => rollout::in_service(&aws, environment).await?,
+        None => Vec::new(),
+    };
+    let hosts: Vec<(Host, String)> = match instance {
+        Some(id) if id == runner => vec![(Host::Runner, runner)],
+        Some(id) if fleet.iter().any(|f| f == id) => vec![(Host::Fleet, id.to_string())],
+        Some(id) => anyhow::bail!(
+            "{id} is not one of environment {}'s instances: the runner is {runner}{}",
+            environment.name,
+            if fleet.is_empty() { String::new() } else { format!(", the fleet's in service {}", fleet.join(", ")) }
+        ),
+        None if fleet.is_empty() => vec![(Host::Runner, runner)],
+        None => fleet.into_iter().map(|id| (Host::Fleet, id)).collect(),
+    };
+    let count = lines.to_string();
+    for (host, id) in &hosts {
+        if hosts.len() > 1 {
+            println!("==> {id} <==");
+        }
+        let output = remote::update_script(&aws, environment, *host, id, &["logs", &count]).await?;
+        print!("{}", output.stdout);
+        eprint!("{}", output.stderr);
+        anyhow::ensure!(output.succeeded(), "the logs command on {id} ended {}", output.status);
+    }
     Ok(())
 }

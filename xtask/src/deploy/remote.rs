@@ -31,17 +31,27 @@ impl Output {
     }
 }
 
-/// Runs `netsec-update.sh ARGS…` on the runner and waits for it.
+/// Which of the environment's machines a command goes to: they are given different settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// The single runner, which also trains: it gets the admin token (`/train`).
+    Runner,
+    /// An instance of the fleet: it serves the store's `current` model and has no `/train`.
+    Fleet,
+}
+
+/// Runs `netsec-update.sh ARGS…` on `instance` and waits for it.
 pub async fn update_script(
     aws: &Aws,
     environment: &Environment,
+    host: Host,
     instance: &str,
     args: &[&str],
 ) -> anyhow::Result<Output> {
     let commands = vec![
         "set -euo pipefail".to_string(),
         install_script(),
-        service_env(aws, environment),
+        service_env(aws, environment, host),
         invocation(aws, environment, args),
     ];
     let comment = format!("netsec {}: {}", environment.name, args.first().copied().unwrap_or("update"));
@@ -56,17 +66,25 @@ fn install_script() -> String {
     )
 }
 
-/// The service's settings (the model store, the region) and its admin token, which the host
-/// reads from Parameter Store with its own role: the token never passes through SSM's command
-/// history or this machine. Readable by root only.
-fn service_env(aws: &Aws, environment: &Environment) -> String {
+/// The service's settings (the model store, the region) and, on the runner, its admin token,
+/// which the host reads from Parameter Store with its own role: the token never passes through
+/// SSM's command history or this machine. A fleet instance gets no token (its role may not
+/// read it either), so it has no `/train`. Readable by root only.
+fn service_env(aws: &Aws, environment: &Environment, host: Host) -> String {
     let bucket = &environment.bucket;
-    let token = environment.parameter("service/admin-token");
+    let token = match host {
+        Host::Runner => format!(
+            "  token=$(aws ssm get-parameter --region {} --name {} --with-decryption --query Parameter.Value \
+             --output text 2>/dev/null || true)\n  if [ -n \"$token\" ]; then echo \"NETSEC_ADMIN_TOKEN=$token\"; fi\n",
+            aws.region,
+            environment.parameter("service/admin-token")
+        ),
+        Host::Fleet => String::new(),
+    };
     format!(
-        "install -d -m 700 /etc/netsec && umask 077 && {{\n  echo 'NETSEC_TRAIN_STORE=s3://{}/{}'\n  echo 'AWS_REGION={}'\n  \
-         token=$(aws ssm get-parameter --region {} --name {token} --with-decryption --query Parameter.Value --output text 2>/dev/null || true)\n  \
-         if [ -n \"$token\" ]; then echo \"NETSEC_ADMIN_TOKEN=$token\"; fi\n}} > {SERVICE_ENV}.new && mv {SERVICE_ENV}.new {SERVICE_ENV}",
-        bucket.name, bucket.models_prefix, aws.region, aws.region
+        "install -d -m 700 /etc/netsec && umask 077 && {{\n  echo 'NETSEC_TRAIN_STORE=s3://{}/{}'\n  echo 'AWS_REGION={}'\n\
+         {token}}} > {SERVICE_ENV}.new && mv {SERVICE_ENV}.new {SERVICE_ENV}",
+        bucket.name, bucket.models_prefix, aws.region
     )
 }
 
