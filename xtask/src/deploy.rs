@@ -49,14 +49,15 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Build the image, push it to ECR, apply, and switch the runner over, health-gated.
+    /// Build the image, push it to ECR, apply, and switch the runner over, health-gated (with a
+    /// fleet: its instances, batch by batch).
     Deploy {
         #[command(flatten)]
         env: EnvArg,
         #[command(flatten)]
         args: release::DeployArgs,
     },
-    /// The resources, the deploy history, and what the runner serves.
+    /// The resources, the deploy history, and what the runner (or each fleet instance) serves.
     Status(EnvArg),
     /// The live container's last log lines.
     Logs {
@@ -69,7 +70,8 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         instance: Option<String>,
     },
-    /// Back to the previous container, or to a deployed VERSION (a tag or digest from `status`).
+    /// Back to the previous container, or to a deployed VERSION (a tag or digest from `status`);
+    /// a fleet batch by batch.
     Rollback {
         #[command(flatten)]
         env: EnvArg,

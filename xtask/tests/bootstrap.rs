@@ -45,7 +45,10 @@ async fn parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_sets_up_github_and_aws_and_a_second_run_changes_nothing_twice() {
-    let env = TestEnv::new("b", "");
+    // With a fleet: the deploy role's policy holds the rolling deploy's statements too.
+    let fleet =
+        format!("fleet:\n  min: 1\n  max: 2\n  desired: 2\n  tls: {{certificate_arn: \"{}\"}}\n", certificate().await);
+    let env = TestEnv::new("b", &fleet);
     let github = FakeGitHub::start(REPO).await;
     let first = stdout_of(&run(bootstrap(&env, &github, TOKEN)).await, "bootstrap");
     assert!(first.contains("bootstrapped"), "{first}");
@@ -133,7 +136,8 @@ async fn check_identity(config: &aws_config::SdkConfig, env: &TestEnv) {
         for action in actions(statement) {
             assert!(!action.contains('*'), "no wildcard actions: {action}");
             let mutating = ["Create", "Delete", "Run", "Terminate", "Modify", "Attach", "Pass", "Update"];
-            let allowed = ["ssm:DeleteParameter"];
+            // The lock's, and the fleet group's health-check switch (scoped to the group below).
+            let allowed = ["ssm:DeleteParameter", "autoscaling:UpdateAutoScalingGroup"];
             let verb = action.split(':').nth(1).unwrap();
             assert!(
                 allowed.contains(&action.as_str()) || !mutating.iter().any(|m| verb.starts_with(m)),
@@ -146,6 +150,12 @@ async fn check_identity(config: &aws_config::SdkConfig, env: &TestEnv) {
     assert_eq!(push["Resource"], format!("arn:aws:ecr:us-east-1:123456789012:repository/netsec-{}", env.name));
     let run_command = by_sid("RunCommandOnInstances");
     assert_eq!(run_command["Condition"]["StringEquals"]["ssm:resourceTag/netsec:env"], env.name.as_str());
+    let targets = by_sid("RolloutTargets");
+    let target_group =
+        format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/netsec-{}-web/*", env.name);
+    assert_eq!(targets["Resource"], target_group);
+    let group = by_sid("RolloutHealthChecks");
+    assert!(group["Resource"].as_str().unwrap().ends_with(&format!("autoScalingGroupName/netsec-{}-fleet", env.name)));
     let writes = by_sid("LockAndHistory");
     assert_eq!(
         writes["Resource"],

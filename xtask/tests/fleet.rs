@@ -23,13 +23,6 @@ use base64::Engine as _;
 mod common;
 use common::aws::*;
 
-/// A certificate moto issues at once (the harness sets its validation wait to 0).
-async fn certificate() -> String {
-    let acm = aws_sdk_acm::Client::new(&sdk().await);
-    let requested = acm.request_certificate().domain_name("netsec.example.com").send().await.unwrap();
-    requested.certificate_arn().unwrap().to_string()
-}
-
 fn fleet_section(certificate: &str) -> String {
     format!(
         "fleet:\n  min: 1\n  max: 3\n  desired: 2\n  instance_type: t3.micro\n  \
@@ -365,6 +358,7 @@ fn a_fleet_is_applied_kept_repaired_and_destroyed() {
     let status = succeeds(&mut xtask(&["status", "--env", env.path()]));
     let group = format!("fleet netsec-{}-fleet: 3 instances (min 1, desired 3, max 3), ELB health checks", env.name);
     assert!(status.contains(&group), "{status}");
+    assert!(status.contains(&format!("balancer: https://netsec-{}-alb", env.name)), "{status}");
     assert!(status.contains(&format!("deployed: 123456789012.dkr.ecr.us-east-1.amazonaws.com/netsec-{}@", env.name)));
     let instances: Vec<&str> = status.lines().filter(|l| l.trim_start().starts_with("i-")).collect();
     assert_eq!(instances.len(), 3, "{status}");

@@ -90,6 +90,9 @@ pub async fn status(aws: &Aws, environment: &Environment) -> anyhow::Result<()> 
         group.max_size().unwrap_or_default(),
         group.health_check_type().unwrap_or_default()
     );
+    if let Some(dns) = super::balancer::find(aws, environment).await?.and_then(|b| b.dns_name) {
+        println!("balancer: https://{dns}");
+    }
     let deployed = aws.parameter(&environment.parameter("deploy/current")).await?;
     println!("deployed: {}", deployed.as_deref().unwrap_or("nothing yet"));
     let ids: Vec<String> = group.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();

@@ -117,7 +117,8 @@ pub async fn deploy(environment: &Environment, args: &DeployArgs) -> anyhow::Res
     if let Some(live) = unchanged {
         let mutations = aws.calls.mutations_since(0).len();
         println!(
-            "nothing to deploy: the runner serves {} built from the same inputs ({mutations} mutating calls)",
+            "nothing to deploy: the {} serves {} built from the same inputs ({mutations} mutating calls)",
+            if environment.fleet.is_some() { "fleet" } else { "runner" },
             live.image
         );
         return Ok(());

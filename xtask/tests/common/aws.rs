@@ -130,3 +130,10 @@ pub fn lint_policy(what: &str, document: &serde_json::Value) {
     let unexpected: Vec<&serde_json::Value> = findings.iter().filter(|f| !accepted(f)).collect();
     assert!(unexpected.is_empty(), "parliament on {what}: {unexpected:#?}\n{document:#}");
 }
+
+/// A certificate moto issues at once (the harness sets its validation wait to 0).
+pub async fn certificate() -> String {
+    let acm = aws_sdk_acm::Client::new(&sdk().await);
+    let requested = acm.request_certificate().domain_name("netsec.example.com").send().await.unwrap();
+    requested.certificate_arn().unwrap().to_string()
+}

@@ -59,7 +59,7 @@ fn serve(mut client: TcpStream, upstream: &str, target: &str, loss: Loss, lost: 
 }
 
 /// The request's head (through the blank line) and its body (by Content-Length).
-fn read_request(client: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+pub fn read_request(client: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let end = loop {
@@ -85,7 +85,7 @@ fn read_request(client: &mut TcpStream) -> Option<(String, Vec<u8>)> {
 
 /// Sends the request upstream with `Connection: close` (an unsigned header) and returns the
 /// whole answer, which ends when upstream closes.
-fn forward(upstream: &str, head: &str, body: &[u8]) -> Vec<u8> {
+pub fn forward(upstream: &str, head: &str, body: &[u8]) -> Vec<u8> {
     let mut server = TcpStream::connect(upstream).unwrap();
     let head = head.trim_end_matches("\r\n").to_string() + "\r\nConnection: close\r\n\r\n";
     server.write_all(head.as_bytes()).unwrap();

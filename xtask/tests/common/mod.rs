@@ -4,6 +4,8 @@
 
 pub mod aws;
 pub mod github;
+pub mod host;
+pub mod intercept;
 pub mod lossy;
 
 use std::path::{Path, PathBuf};
