@@ -302,15 +302,15 @@ fn load_data(
     batch: Option<u32>,
     replace: bool,
 ) -> anyhow::Result<()> {
-    let uri = crate::mongo::resolve_uri(uri.as_deref())?;
+    let uri = crate::source::mongo::client::resolve_uri(uri.as_deref())?;
     let mut settings = config.mongo.clone();
     settings.batch_size = batch.unwrap_or(settings.batch_size);
     if settings.batch_size == 0 {
         return Err(InputError::new("--batch must be at least 1").into());
     }
-    let target = crate::mongo::Target::new(uri, &settings);
-    let options = crate::load_data::LoadOptions { input, target, batch_size: settings.batch_size, replace };
-    let report = crate::load_data::run(&options, &schema(config)?)?;
+    let target = crate::source::mongo::client::Target::new(uri, &settings);
+    let options = crate::source::mongo::load::LoadOptions { input, target, batch_size: settings.batch_size, replace };
+    let report = crate::source::mongo::load::run(&options, &schema(config)?)?;
     if !report.extra_columns.is_empty() {
         tracing::warn!(columns = ?report.extra_columns, "the file has columns the schema does not; they were not loaded");
     }

@@ -9,8 +9,8 @@ mod stand_ins;
 use std::path::Path;
 use std::time::Duration;
 
+use netsec::store::s3::sync::{upload_dir_with, Multipart};
 use netsec::store::{ModelStore, S3Store};
-use netsec::sync::{upload_dir_with, Multipart};
 use serde_json::Value;
 use stand_ins::{create_bucket, fail, netsec, s3, succeed, text, unique};
 
@@ -124,7 +124,7 @@ fn large_files_go_up_in_parts_and_only_once() {
     std::fs::create_dir_all(dir.path().join("run/transform")).unwrap();
     std::fs::write(dir.path().join("run/transform/big.npy"), &big).unwrap();
     std::fs::write(dir.path().join("run/small.json"), "{}").unwrap();
-    let destination = netsec::s3::S3Url::parse(&format!("s3://{bucket}/artifacts/r1")).unwrap();
+    let destination = netsec::store::s3::client::S3Url::parse(&format!("s3://{bucket}/artifacts/r1")).unwrap();
     let parts = Multipart { threshold: 5 << 20, part_size: 5 << 20 };
     let report = upload_dir_with(&s3, &dir.path().join("run"), &destination, parts).unwrap();
     assert_eq!((report.uploaded, report.unchanged, report.bytes_uploaded), (2, 0, big.len() as u64 + 2));

@@ -3,7 +3,7 @@
 
 mod arff;
 mod csv;
-mod mongo;
+pub mod mongo;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -57,8 +57,8 @@ pub fn open(spec: &str) -> anyhow::Result<Box<dyn Source>> {
 }
 
 fn open_with(spec: &str, mongo: &MongoConfig) -> anyhow::Result<Box<dyn Source>> {
-    if spec == MONGODB_FROM_ENV || crate::mongo::is_uri(spec) {
-        let uri = crate::mongo::resolve_uri((spec != MONGODB_FROM_ENV).then_some(spec))?;
+    if spec == MONGODB_FROM_ENV || mongo::client::is_uri(spec) {
+        let uri = mongo::client::resolve_uri((spec != MONGODB_FROM_ENV).then_some(spec))?;
         return Ok(Box::new(MongoSource::new(uri, mongo)));
     }
     let path = PathBuf::from(spec);
@@ -92,7 +92,7 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// A `--source` value as it may be recorded and shown: a URI's password is masked.
 pub fn redacted(spec: &str) -> String {
-    crate::mongo::redact(spec)
+    mongo::client::redact(spec)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

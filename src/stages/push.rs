@@ -9,7 +9,7 @@ use super::evaluate::Decision;
 use crate::artifacts::Run;
 use crate::model_file::ModelFile;
 use crate::store::ModelStore;
-use crate::sync::SyncReport;
+use crate::store::SyncReport;
 
 pub const RESULT: &str = "push/result.json";
 

@@ -20,7 +20,7 @@ use crate::model_file::{load_error, ModelFile};
 pub use local::LocalStore;
 pub use s3::S3Store;
 
-use crate::sync::SyncReport;
+pub use s3::sync::SyncReport;
 
 /// A store of model versions. Readers never see a half-stored version or a half-switched
 /// current version; writers exclude each other.

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mongodb::bson::Document;
-use netsec::s3::S3;
+use netsec::store::s3::client::S3;
 
 /// The grid of these tests: one decision tree, enough to compare two runs.
 pub const ONE_TREE: &str = "{decision_tree: {criterion: [gini]}}";
@@ -83,7 +83,7 @@ pub fn create_bucket(s3: &S3, bucket: &str) {
 
 /// Runs `work` with a client of the MongoDB stand-in.
 pub fn with_mongodb<T>(work: impl AsyncFnOnce(&mongodb::Client) -> T) -> T {
-    netsec::mongo::block_on(async {
+    netsec::source::mongo::client::block_on(async {
         let client = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
         work(&client).await
     })

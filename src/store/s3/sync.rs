@@ -14,8 +14,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use serde::{Deserialize, Serialize};
 
+use super::client::{S3Url, S3};
 use crate::artifacts::sha256_file;
-use crate::s3::{S3Url, S3};
 
 /// What an upload did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,9 +13,9 @@ use mongodb::bson::{doc, RawBson, RawDocumentBuf};
 use mongodb::{Client, Collection};
 use serde::Serialize;
 
+use super::client::{self as mongo, Target};
 use crate::dataset::Dataset;
 use crate::error::InputError;
-use crate::mongo::{self, Target};
 use crate::schema::Schema;
 use crate::source::{self, Labels};
 

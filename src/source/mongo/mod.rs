@@ -7,6 +7,12 @@
 //! same rules, with the same messages, as in a file. `_id` is dropped, as are fields the schema
 //! does not name (reported); `null`, `"na"` and NaN are missing values. Rows come in the
 //! collection's natural order, which for a collection `netsec load-data` wrote is the file's.
+//!
+//! What the source and the loader share (`client.rs`: the URI, the client, the messages) and
+//! the loader itself (`load.rs`, `netsec load-data`) live here, beside the reader.
+
+pub mod client;
+pub mod load;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -19,8 +25,8 @@ use super::{Labels, Loaded, Source, TableBuilder};
 use crate::config::MongoConfig;
 use crate::dataset::Dataset;
 use crate::error::InputError;
-use crate::mongo::Target;
 use crate::schema::Schema;
+use client::Target;
 
 /// Batches fetched ahead of the one being turned into rows. The server is the bottleneck
 /// (a local one is a Python process): one batch ahead keeps it busy.

@@ -15,6 +15,13 @@
 //! writer died before the index is not listed, and its number is not reused. Writers exclude
 //! each other with `.lock`, created with a conditional write (`If-None-Match: *`), which S3
 //! grants to one writer only.
+//!
+//! The bucket client (`client.rs`: `s3://` locations, credentials, retries, conditional
+//! writes) and the run folders' upload (`sync.rs`: changed files only, multipart for large
+//! ones) live here, in the store's room: the artifact upload of a run goes through the store.
+
+pub mod client;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,8 +30,8 @@ use super::local::{LOCK_WAIT, STALE_LOCK};
 use super::{check_version_name, verify, version_number, History, Index, ModelStore, VersionInfo, VersionMeta};
 use crate::error::InputError;
 use crate::model_file::ModelFile;
-use crate::s3::{age, S3Url, S3};
-use crate::sync::{self, SyncReport};
+use client::{age, S3Url, S3};
+use sync::SyncReport;
 
 const MODEL: &str = "model.bin";
 const META: &str = "meta.json";
