@@ -215,12 +215,7 @@ fn the_container_serves_and_scores_a_csv_as_netsec_predict_does() {
     let url = format!("http://{addr}");
     wait_ready(&url, &container);
 
-    let rows: String = std::fs::read_to_string(shared_data().join("phishing.csv"))
-        .unwrap()
-        .lines()
-        .take(21)
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let rows = shared_rows(20);
     let answer = http_client()
         .post(format!("{url}/predict"))
         .header("Content-Type", "text/csv")

@@ -99,12 +99,7 @@ pub fn host() -> &'static Host {
 /// `stop_wrk`, so that the load lasts as long as the work however slow the machine is (10
 /// minutes at most). A request may take 10 s before it counts as failed.
 pub fn start_wrk(dir: &Path, url: &str) -> Child {
-    let csv: String = std::fs::read_to_string(shared_data().join("phishing.csv"))
-        .unwrap()
-        .lines()
-        .take(2)
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let csv = shared_rows(1);
     let body = dir.join("one.csv");
     std::fs::write(&body, csv).unwrap();
     let script = dir.join("one.lua");

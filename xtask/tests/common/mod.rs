@@ -78,6 +78,12 @@ pub fn shared_data() -> PathBuf {
     std::fs::canonicalize(dir).unwrap()
 }
 
+/// The shared data set's header and its first `rows` rows, as CSV text.
+pub fn shared_rows(rows: usize) -> String {
+    let csv = std::fs::read_to_string(shared_data().join("phishing.csv")).unwrap();
+    csv.lines().take(rows + 1).map(|l| format!("{l}\n")).collect()
+}
+
 /// The static binary `cargo xtask image` staged (it runs on the host too).
 pub fn staged_netsec() -> PathBuf {
     root().join("target/image/netsec")
