@@ -250,7 +250,7 @@ fn after_stages(
     }
     summary.tracking = Some(tracked);
     if let Some(result) = summary.push.as_mut() {
-        push::upload(run, store::open(&settings.config.train.store)?.as_ref(), result)?;
+        push::upload(run, &store::open(&settings.config.train.store)?, result)?;
     }
     Ok(())
 }
@@ -338,7 +338,7 @@ fn run_stage(
             outputs.ingested(run, settings)?;
             let (model, test) =
                 (&outputs.trained.as_ref().expect("loaded").model, &outputs.ingested.as_ref().expect("loaded").test);
-            let decision = evaluate::run(run, settings, store.as_ref(), model, test)?;
+            let decision = evaluate::run(run, settings, &store, model, test)?;
             summary.evaluate = Some(decision.clone());
             outputs.decision = Some(decision);
         }
@@ -346,7 +346,7 @@ fn run_stage(
             let store = store::open(&settings.config.train.store)?;
             let decision = outputs.decision(run)?.clone();
             let model = &outputs.trained(run)?.model;
-            summary.push = Some(push::run(run, store.as_ref(), model, &decision)?);
+            summary.push = Some(push::run(run, &store, model, &decision)?);
         }
     }
     Ok(())

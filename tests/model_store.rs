@@ -1,14 +1,18 @@
-//! The model file and the local model store: round trips, tampering, version semantics,
-//! interrupted writers and concurrent ones.
+//! The model store's suite, run on every backend alike (a folder, and a bucket on the moto
+//! server `cargo xtask test` starts): round trips, tampering, version semantics, interrupted
+//! writers, concurrent ones and the writer lock.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod stand_ins;
 
 use netsec::learn::{ModelConfig, Samples};
 use netsec::model_file::ModelFile;
 use netsec::preprocess::Preprocessor;
 use netsec::schema::Schema;
-use netsec::store::{self, LocalStore, ModelStore};
+use netsec::store::objects::join;
+use netsec::store::{self, ModelStore};
 use netsec::synth::{generate, SynthOptions};
 
 /// A small real model file: a decision tree (depth `depth`) and a KNN preprocessor fitted on
@@ -30,10 +34,64 @@ fn model_file(depth: usize, test_f1: f64) -> ModelFile {
     file
 }
 
-fn store_in(dir: &Path) -> (LocalStore, PathBuf) {
-    let root = dir.join("models");
-    (LocalStore::open(&root).unwrap(), root)
+/// A store on one backend, and raw access to its objects as another program would have.
+struct Backend {
+    store: ModelStore,
+    /// The store's prefix in the backend.
+    prefix: String,
+    _dir: tempfile::TempDir,
 }
+
+impl Backend {
+    fn folder() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::folder_store(&dir.path().join("models")).unwrap();
+        Backend { store, prefix: String::new(), _dir: dir }
+    }
+
+    /// A fresh bucket on the moto server the harness starts.
+    fn s3() -> Backend {
+        let bucket = stand_ins::unique("netsec-suite");
+        stand_ins::create_bucket(&stand_ins::s3(), &bucket);
+        let location = format!("s3://{bucket}/team/models");
+        let store = store::s3::open(&location, Some(&stand_ins::s3_endpoint())).unwrap();
+        Backend { store, prefix: "team/models".into(), _dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn key(&self, name: &str) -> String {
+        join(&self.prefix, name)
+    }
+
+    fn raw(&self, name: &str) -> Option<Vec<u8>> {
+        self.store.objects().get(&self.key(name)).unwrap()
+    }
+
+    fn write_raw(&self, name: &str, bytes: Vec<u8>) {
+        self.store.objects().put(&self.key(name), bytes).unwrap();
+    }
+}
+
+/// Every test of the suite, once per backend: the store's rules hold on each alike.
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod folder {
+            $(#[test] fn $test() { super::$test(&super::Backend::folder()); })*
+        }
+        mod s3 {
+            $(#[test] fn $test() { super::$test(&super::Backend::s3()); })*
+        }
+    };
+}
+
+on_every_backend!(
+    a_stored_model_comes_back_identical_and_described,
+    tampered_model_files_are_refused,
+    the_store_refuses_a_valid_file_that_is_not_the_one_it_stored,
+    put_promote_rollback_and_list,
+    interrupted_writers_leave_nothing_readers_see,
+    concurrent_writers_do_not_corrupt_the_store,
+    a_held_lock_makes_another_writer_wait_then_give_up,
+);
 
 fn error_of<T>(result: anyhow::Result<T>) -> String {
     match result {
@@ -42,10 +100,8 @@ fn error_of<T>(result: anyhow::Result<T>) -> String {
     }
 }
 
-#[test]
-fn a_stored_model_comes_back_identical_and_described() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, root) = store_in(dir.path());
+fn a_stored_model_comes_back_identical_and_described(backend: &Backend) {
+    let store = &backend.store;
     let file = model_file(3, 0.91);
     let version = store.put(&file).unwrap();
     assert!(version.starts_with("v0001-"), "{version}");
@@ -53,13 +109,14 @@ fn a_stored_model_comes_back_identical_and_described() {
     let back = store.get(&version).unwrap();
     assert_eq!(back.to_bytes(), file.to_bytes());
     assert_eq!(back.params, serde_json::json!({ "max_depth": 3 }));
-    assert_eq!(ModelFile::load(&root.join(&version).join("model.bin")).unwrap().model, file.model);
+    let raw = backend.raw(&format!("{version}/model.bin")).unwrap();
+    assert_eq!(ModelFile::from_bytes(&raw).unwrap().model, file.model);
 
     let info = store.info(&version).unwrap();
     assert_eq!((info.family.as_str(), info.run_id.as_str(), info.test_f1), ("decision_tree", "run-3", Some(0.91)));
     assert_eq!(info.bytes, file.to_bytes().len() as u64);
     let meta: serde_json::Value =
-        serde_json::from_slice(&fs::read(root.join(&version).join("meta.json")).unwrap()).unwrap();
+        serde_json::from_slice(&backend.raw(&format!("{version}/meta.json")).unwrap()).unwrap();
     assert_eq!(
         (&meta["version"], &meta["sha256"], &meta["metrics"]["test"]["f1"]),
         (&version.clone().into(), &info.sha256.clone().into(), &0.91.into())
@@ -73,10 +130,8 @@ fn a_stored_model_comes_back_identical_and_described() {
 
 /// Flips a byte of, truncates or re-versions a stored model file: each is refused on load with
 /// what happened and what to do, and the store refuses to hand it out.
-#[test]
-fn tampered_model_files_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, root) = store_in(dir.path());
+fn tampered_model_files_are_refused(backend: &Backend) {
+    let (store, dir) = (&backend.store, tempfile::tempdir().unwrap());
     let original = model_file(3, 0.9).to_bytes();
     let damages: [(&str, Damage, &str); 3] = [
         ("flipped", flip_middle_byte, "the checksum does not match"),
@@ -85,9 +140,13 @@ fn tampered_model_files_are_refused() {
     ];
     for (what, damage, expected) in damages {
         let version = store.put(&ModelFile::from_bytes(&original).unwrap()).unwrap();
-        let path = root.join(&version).join("model.bin");
-        fs::write(&path, damage(&fs::read(&path).unwrap())).unwrap();
+        let name = format!("{version}/model.bin");
+        let damaged = damage(&backend.raw(&name).unwrap());
+        backend.write_raw(&name, damaged.clone());
 
+        // The damaged file, downloaded, is refused by the model file's own checks too.
+        let path = dir.path().join("model.bin");
+        fs::write(&path, damaged).unwrap();
         let loaded = ModelFile::load(&path).unwrap_err();
         assert_eq!(netsec::error::exit_code(&loaded), 2, "{what}");
         let message = loaded.to_string();
@@ -96,6 +155,7 @@ fn tampered_model_files_are_refused() {
 
         let got = error_of(store.get(&version));
         assert!(got.contains("differs from the store's record"), "{what}: {got}");
+        assert!(got.starts_with(&store.model_location(&version)), "{what}: {got}");
         assert!(error_of(store.promote(&version)).contains("differs from the store's record"), "{what}");
     }
 }
@@ -121,29 +181,26 @@ fn set_next_format_version(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A valid model file swapped in for another one passes the codec, but not the store's record.
-#[test]
-fn the_store_refuses_a_valid_file_that_is_not_the_one_it_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, root) = store_in(dir.path());
+fn the_store_refuses_a_valid_file_that_is_not_the_one_it_stored(backend: &Backend) {
+    let store = &backend.store;
     let first = store.put(&model_file(2, 0.8)).unwrap();
     let second = store.put(&model_file(5, 0.9)).unwrap();
-    fs::copy(root.join(&second).join("model.bin"), root.join(&first).join("model.bin")).unwrap();
+    backend.write_raw(&format!("{first}/model.bin"), backend.raw(&format!("{second}/model.bin")).unwrap());
     let error = error_of(store.get(&first));
     assert!(error.contains("altered or damaged after it was stored") && error.contains("hint: "), "{error}");
     assert!(store.get(&second).is_ok());
 }
 
-#[test]
-fn put_promote_rollback_and_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, root) = store_in(dir.path());
+fn put_promote_rollback_and_list(backend: &Backend) {
+    let store = &backend.store;
     let v1 = store.put(&model_file(1, 0.81)).unwrap();
     let v2 = store.put(&model_file(2, 0.82)).unwrap();
     assert_eq!(store.current().unwrap(), None, "put does not promote");
-    assert!(!root.join("current").exists());
+    assert!(backend.raw("current").is_none());
 
     assert_eq!(store.promote(&v1).unwrap(), None);
     assert_eq!(store.current().unwrap().as_deref(), Some(v1.as_str()));
+    assert_eq!(backend.raw("current").unwrap(), format!("{v1}\n").as_bytes());
     let v3 = store.put(&model_file(3, 0.83)).unwrap();
     assert_eq!(store.current().unwrap().as_deref(), Some(v1.as_str()), "put keeps the current version");
     assert_eq!(store.promote(&v3).unwrap().as_deref(), Some(v1.as_str()));
@@ -168,20 +225,16 @@ fn put_promote_rollback_and_list() {
     assert!(error_of(store.get("../models")).contains("is not a version name"));
 }
 
-/// A writer killed mid-put leaves a temporary folder, or a renamed folder the index does not
-/// list: readers ignore both, and the next put neither reuses the number nor keeps the debris.
-#[test]
-fn interrupted_writers_leave_nothing_readers_see() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, root) = store_in(dir.path());
+/// A writer killed mid-put leaves a version the index does not list (its objects written, the
+/// index not yet), and, in a folder, a temporary file: readers ignore both, and the next put
+/// does not reuse the number.
+fn interrupted_writers_leave_nothing_readers_see(backend: &Backend) {
+    let store = &backend.store;
     let v1 = store.put(&model_file(1, 0.8)).unwrap();
     store.promote(&v1).unwrap();
-    let half_written = root.join(".tmp-v0002-20261124T053512Z");
-    fs::create_dir_all(&half_written).unwrap();
-    fs::write(half_written.join("model.bin"), b"NETSEC").unwrap();
     let unlisted = "v0003-20261124T053513Z";
-    fs::create_dir_all(root.join(unlisted)).unwrap();
-    fs::copy(root.join(&v1).join("model.bin"), root.join(unlisted).join("model.bin")).unwrap();
+    backend.write_raw(&format!("{unlisted}/model.bin"), backend.raw(&format!("{v1}/model.bin")).unwrap());
+    backend.write_raw(&format!("{unlisted}/.meta.json.tmp-1-1"), b"{".to_vec());
 
     let names: Vec<String> = store.list().unwrap().into_iter().map(|v| v.version).collect();
     assert_eq!(names, std::slice::from_ref(&v1));
@@ -191,21 +244,13 @@ fn interrupted_writers_leave_nothing_readers_see() {
 
     let next = store.put(&model_file(2, 0.8)).unwrap();
     assert!(next.starts_with("v0004-"), "{next}");
-    assert!(!half_written.exists());
-    let leftovers: Vec<_> = fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(backend.raw(".lock").is_none(), "the lock is released");
 }
 
 /// Threads that store and promote at once each get their own version, and the index and
 /// history end up whole and consistent.
-#[test]
-fn concurrent_writers_do_not_corrupt_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, root) = store_in(dir.path());
+fn concurrent_writers_do_not_corrupt_the_store(backend: &Backend) {
+    let store = &backend.store;
     let files: Vec<ModelFile> = (1..=6).map(|depth| model_file(depth, 0.8)).collect();
     let versions: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = files
@@ -228,7 +273,7 @@ fn concurrent_writers_do_not_corrupt_the_store() {
     let mut expected = versions.clone();
     expected.sort();
     assert_eq!(listed, expected, "every put is in the index exactly once");
-    let history: serde_json::Value = serde_json::from_slice(&fs::read(root.join("history.json")).unwrap()).unwrap();
+    let history: serde_json::Value = serde_json::from_slice(&backend.raw("history.json").unwrap()).unwrap();
     let promotions = history["promotions"].as_array().unwrap();
     assert_eq!(promotions.len(), 6);
     // Each promotion's `previous` is the one promoted just before it.
@@ -239,7 +284,20 @@ fn concurrent_writers_do_not_corrupt_the_store() {
     for version in &versions {
         store.get(version).unwrap();
     }
-    assert!(!root.join(".lock").exists());
+    assert!(backend.raw(".lock").is_none());
+}
+
+/// Two writers, as two processes would be: the second waits for the first, then gives up
+/// saying what to do.
+fn a_held_lock_makes_another_writer_wait_then_give_up(backend: &Backend) {
+    let (first, second) = (&backend.store, backend.store.clone());
+    let held = first.lock(Duration::ZERO).unwrap();
+    let error = second.lock(Duration::from_millis(600)).err().unwrap().to_string();
+    let lock = backend.store.objects().url(&backend.key(".lock"));
+    assert!(error.contains("locked by another writer") && error.contains(&format!("delete {lock}")), "{error}");
+    drop(held);
+    drop(second.lock(Duration::ZERO).unwrap());
+    assert!(second.list().unwrap().is_empty());
 }
 
 #[test]

@@ -7,10 +7,10 @@ mod common;
 mod stand_ins;
 
 use std::path::Path;
-use std::time::Duration;
 
-use netsec::store::s3::sync::{upload_dir_with, Multipart};
-use netsec::store::{ModelStore, S3Store};
+use netsec::store::objects::Multipart;
+use netsec::store::s3::S3Bucket;
+use netsec::store::sync::upload_dir;
 use serde_json::Value;
 use stand_ins::{create_bucket, fail, netsec, s3, succeed, text, unique};
 
@@ -124,35 +124,17 @@ fn large_files_go_up_in_parts_and_only_once() {
     std::fs::create_dir_all(dir.path().join("run/transform")).unwrap();
     std::fs::write(dir.path().join("run/transform/big.npy"), &big).unwrap();
     std::fs::write(dir.path().join("run/small.json"), "{}").unwrap();
-    let destination = netsec::store::s3::client::S3Url::parse(&format!("s3://{bucket}/artifacts/r1")).unwrap();
+    let destination = S3Bucket::new(stand_ins::s3(), &bucket);
     let parts = Multipart { threshold: 5 << 20, part_size: 5 << 20 };
-    let report = upload_dir_with(&s3, &dir.path().join("run"), &destination, parts).unwrap();
+    let report = upload_dir(&destination, &dir.path().join("run"), "artifacts/r1", parts).unwrap();
     assert_eq!((report.uploaded, report.unchanged, report.bytes_uploaded), (2, 0, big.len() as u64 + 2));
     let stored = s3.block_on(s3.get(&bucket, "artifacts/r1/transform/big.npy")).unwrap().unwrap();
     assert!(stored == big, "the parts were joined in order");
     let etag =
         s3.block_on(s3.client.head_object().bucket(&bucket).key("artifacts/r1/transform/big.npy").send()).unwrap();
     assert!(etag.e_tag().unwrap().ends_with("-3\""), "three parts: {:?}", etag.e_tag());
-    let again = upload_dir_with(&s3, &dir.path().join("run"), &destination, parts).unwrap();
+    let again = upload_dir(&destination, &dir.path().join("run"), "artifacts/r1", parts).unwrap();
     assert_eq!((again.uploaded, again.unchanged), (0, 2));
-}
-
-#[test]
-fn a_held_lock_makes_another_writer_wait_then_give_up() {
-    let (s3, bucket) = (s3(), unique("netsec-lock"));
-    create_bucket(&s3, &bucket);
-    // Two writers, as two processes would be.
-    let open = || S3Store::open_on(&format!("s3://{bucket}/m"), Some(&stand_ins::s3_endpoint())).unwrap();
-    let (first, second) = (open(), open());
-    let held = first.lock(Duration::ZERO).unwrap();
-    let error = second.lock(Duration::from_millis(600)).err().unwrap().to_string();
-    assert!(
-        error.contains("locked by another writer") && error.contains(&format!("delete s3://{bucket}/m/.lock")),
-        "{error}"
-    );
-    drop(held);
-    drop(second.lock(Duration::ZERO).unwrap());
-    assert!(second.list().unwrap().is_empty());
 }
 
 #[test]

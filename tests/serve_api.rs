@@ -138,7 +138,7 @@ fn missing_cells_are_imputed_as_netsec_predict_does() {
 #[test]
 fn without_a_model_the_server_is_alive_but_not_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let store = netsec::store::LocalStore::open(&dir.path().join("models")).unwrap();
+    let store = netsec::store::folder_store(&dir.path().join("models")).unwrap();
     let server = TestServer::start(options(dir.path()), store);
     assert_eq!(client().get(server.url("/health")).send().unwrap().status(), StatusCode::OK);
     assert_eq!(client().get(server.url("/ready")).send().unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -237,8 +237,8 @@ fn reuse_port_lets_two_servers_share_a_port() {
     let mut plain = options(dir.path());
     plain.addr = one.addr;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store: std::sync::Arc<dyn netsec::store::ModelStore> =
-        std::sync::Arc::new(netsec::store::LocalStore::open(&dir.path().join("models")).unwrap());
+    let store: std::sync::Arc<netsec::store::ModelStore> =
+        std::sync::Arc::new(netsec::store::folder_store(&dir.path().join("models")).unwrap());
     let refused = runtime.block_on(netsec::serve::Server::bind(plain, store));
     assert!(refused.is_err_and(|e| e.to_string().contains("cannot listen on")));
 }

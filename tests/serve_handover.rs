@@ -33,7 +33,7 @@ fn the_probe_address_serves_the_same_routes_on_a_port_of_its_own() {
     options.addr = server.addr;
     options.probe_addr = Some(probe);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store: std::sync::Arc<dyn netsec::store::ModelStore> = std::sync::Arc::new(store);
+    let store: std::sync::Arc<netsec::store::ModelStore> = std::sync::Arc::new(store);
     let refused = runtime.block_on(netsec::serve::Server::bind(options, store));
     assert!(refused.is_err_and(|e| e.to_string().contains(&format!("cannot listen on {probe}"))));
 }
@@ -41,7 +41,7 @@ fn the_probe_address_serves_the_same_routes_on_a_port_of_its_own() {
 #[test]
 fn with_a_probe_port_the_service_port_listens_only_once_a_model_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
-    let store = netsec::store::LocalStore::open(&dir.path().join("models")).unwrap();
+    let store = netsec::store::folder_store(&dir.path().join("models")).unwrap();
     let mut options = options(dir.path());
     options.reuse_port = true;
     options.probe_addr = Some("127.0.0.1:0".parse().unwrap());

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netsec::store::{LocalStore, ModelStore};
+use netsec::store;
 use reqwest::StatusCode;
 use serve_common::*;
 
@@ -78,7 +78,7 @@ fn a_promoted_version_is_served_and_a_corrupted_one_refused() {
 #[test]
 fn a_server_started_on_a_corrupted_current_version_waits_for_a_good_one() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::open(&dir.path().join("models")).unwrap();
+    let store = store::folder_store(&dir.path().join("models")).unwrap();
     promote(&store, &tree_model(4));
     let bad = store.put(&tree_model(5)).unwrap();
     corrupt(dir.path(), &bad);

@@ -163,7 +163,7 @@ impl Options {
 /// `netsec serve`: runs until SIGTERM or Ctrl-C, then lets requests in flight finish.
 pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let options = Options::from_args(config, &args, std::env::var("NETSEC_ADMIN_TOKEN").ok());
-    let store: Arc<dyn ModelStore> = Arc::from(store::open(&options.train_config.train.store)?);
+    let store: Arc<ModelStore> = Arc::new(store::open(&options.train_config.train.store)?);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.io_threads {
         runtime.worker_threads(n.into());
@@ -194,13 +194,13 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
 pub struct Server {
     listeners: listener::Listeners,
     state: Arc<routes::AppState>,
-    store: Arc<dyn ModelStore>,
+    store: Arc<ModelStore>,
 }
 
 impl Server {
     /// Binds the address and loads the store's current model (if it has one and it passes
     /// its checks; otherwise the server starts unready and keeps polling).
-    pub async fn bind(options: Options, store: Arc<dyn ModelStore>) -> anyhow::Result<Server> {
+    pub async fn bind(options: Options, store: Arc<ModelStore>) -> anyhow::Result<Server> {
         let mut listeners = listener::Listeners::bind(options.addr, options.reuse_port, options.probe_addr)?;
         let state = Arc::new(routes::AppState::new(options));
         reload::reload_once(&state, &store).await;

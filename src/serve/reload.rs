@@ -123,7 +123,7 @@ enum Outcome {
 }
 
 /// Looks at the store once and loads its current version if it is new and passes.
-pub async fn reload_once(state: &AppState, store: &Arc<dyn ModelStore>) {
+pub async fn reload_once(state: &AppState, store: &Arc<ModelStore>) {
     let (loaded, skip) = (state.model.version(), state.model.recently_refused());
     let store = store.clone();
     // Store reads and model decoding are file I/O and CPU: keep them off the async workers.
@@ -139,7 +139,7 @@ pub async fn reload_once(state: &AppState, store: &Arc<dyn ModelStore>) {
     }
 }
 
-fn next_model(store: &dyn ModelStore, loaded: Option<String>, skip: Option<String>) -> Outcome {
+fn next_model(store: &ModelStore, loaded: Option<String>, skip: Option<String>) -> Outcome {
     let version = match store.current() {
         Ok(Some(version)) => version,
         Ok(None) => return Outcome::Unchanged,
@@ -156,7 +156,7 @@ fn next_model(store: &dyn ModelStore, loaded: Option<String>, skip: Option<Strin
 
 /// Reads a version through the store's checks, then predicts two rows with it (every cell
 /// missing, and every cell at its first code): a model that cannot do that is not served.
-pub fn load_checked(store: &dyn ModelStore, version: &str) -> anyhow::Result<ServedModel> {
+pub fn load_checked(store: &ModelStore, version: &str) -> anyhow::Result<ServedModel> {
     let file = store.get(version)?;
     let schema = &file.schema;
     let mut rows = Dataset::new(schema.feature_names(), schema.target.name.clone());
@@ -173,7 +173,7 @@ pub fn load_checked(store: &dyn ModelStore, version: &str) -> anyhow::Result<Ser
 
 /// Polls the store every `poll_interval` (or at once when asked, after a training run) until
 /// `stop` turns true.
-pub async fn poll(state: Arc<AppState>, store: Arc<dyn ModelStore>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn poll(state: Arc<AppState>, store: Arc<ModelStore>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(state.options.poll_interval) => {}

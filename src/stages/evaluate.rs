@@ -28,7 +28,7 @@ pub struct Decision {
 pub fn run(
     run: &mut Run,
     settings: &Settings,
-    store: &dyn ModelStore,
+    store: &ModelStore,
     model: &ModelFile,
     test: &Dataset,
 ) -> anyhow::Result<Decision> {

@@ -24,12 +24,7 @@ pub struct PushResult {
     pub artifacts: Option<SyncReport>,
 }
 
-pub fn run(
-    run: &mut Run,
-    store: &dyn ModelStore,
-    model: &ModelFile,
-    decision: &Decision,
-) -> anyhow::Result<PushResult> {
+pub fn run(run: &mut Run, store: &ModelStore, model: &ModelFile, decision: &Decision) -> anyhow::Result<PushResult> {
     let started = std::time::Instant::now();
     let version = if decision.accepted {
         let version = store.put(model)?;
@@ -46,7 +41,7 @@ pub fn run(
 }
 
 /// Uploads the run folder to a store that keeps runs (S3), with its manifest final.
-pub fn upload(run: &Run, store: &dyn ModelStore, result: &mut PushResult) -> anyhow::Result<()> {
+pub fn upload(run: &Run, store: &ModelStore, result: &mut PushResult) -> anyhow::Result<()> {
     result.artifacts = store.upload_run(&run.dir, run.id())?;
     Ok(())
 }

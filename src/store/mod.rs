@@ -2,87 +2,47 @@
 //! of them is *current* (the one serving loads). Storing a version never changes which one is
 //! current; promoting does, and rollback goes back to the one current before.
 //!
-//! [`ModelStore`] says nothing about where versions live: [`local`] keeps them in a folder,
-//! [`s3`] in a bucket. What every implementation shares lives here: version names, the index
-//! and history records, the checks and the rendering.
+//! The store's rules are written once, in [`versioned`], over a small object-storage interface
+//! ([`objects`]) with one implementation per backend: [`folder`] (a local folder) and [`s3`]
+//! (a bucket). What the rules share with the rest of netsec lives here: version names, the
+//! index and history records, the checks and the rendering.
 
-pub mod local;
+pub mod folder;
+pub mod objects;
 pub mod s3;
+pub mod sync;
+pub mod versioned;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::InputError;
-use crate::model_file::{load_error, ModelFile};
+use crate::model_file::ModelFile;
 
-pub use local::LocalStore;
-pub use s3::S3Store;
-
-pub use s3::sync::SyncReport;
-
-/// A store of model versions. Readers never see a half-stored version or a half-switched
-/// current version; writers exclude each other.
-pub trait ModelStore: Send + Sync {
-    /// Where the store is, for messages (e.g. "local model store models").
-    fn describe(&self) -> String;
-
-    /// Every stored version, oldest first.
-    fn list(&self) -> anyhow::Result<Vec<VersionInfo>>;
-
-    /// The current version, if one was ever promoted.
-    fn current(&self) -> anyhow::Result<Option<String>>;
-
-    /// The bytes of a version's model file, checked against the store's record of it.
-    fn get_bytes(&self, version: &str) -> anyhow::Result<Vec<u8>>;
-
-    /// Stores a model file as a new version and returns its name. Does not switch current.
-    fn put(&self, model: &ModelFile) -> anyhow::Result<String>;
-
-    /// Makes `version` current, atomically; returns the version current before.
-    fn promote(&self, version: &str) -> anyhow::Result<Option<String>>;
-
-    /// Makes current again the version that was current before the last promotion, and
-    /// returns it; an error when there is none.
-    fn rollback(&self) -> anyhow::Result<String>;
-
-    /// Where a version's model file is, for messages.
-    fn model_location(&self, version: &str) -> String;
-
-    /// A version's model file, checked and decoded.
-    fn get(&self, version: &str) -> anyhow::Result<ModelFile> {
-        let bytes = self.get_bytes(version)?;
-        let location = self.model_location(version);
-        Ok(ModelFile::from_bytes(&bytes).map_err(|e| load_error(Path::new(&location), &e))?)
-    }
-
-    /// Uploads a run's folder beside the store, where the store keeps runs; None when it
-    /// keeps none (a local store: the run folder is already on this disk).
-    fn upload_run(&self, _run_dir: &Path, _run_id: &str) -> anyhow::Result<Option<SyncReport>> {
-        Ok(None)
-    }
-
-    /// What the store records about `version`.
-    fn info(&self, version: &str) -> anyhow::Result<VersionInfo> {
-        let versions = self.list()?;
-        let info = versions.iter().find(|v| v.version == version);
-        Ok(info.cloned().ok_or_else(|| unknown_version(version, &versions, &self.describe()))?)
-    }
-}
+pub use folder::Folder;
+pub use sync::SyncReport;
+pub use versioned::ModelStore;
 
 /// Opens the store at `location`: a local folder (created on the first `put`), or
 /// `s3://bucket/prefix`.
-pub fn open(location: &str) -> anyhow::Result<Box<dyn ModelStore>> {
+pub fn open(location: &str) -> anyhow::Result<ModelStore> {
     if location.starts_with("s3://") {
-        return Ok(Box::new(S3Store::open(location)?));
+        return s3::open(location, None);
     }
     if location.is_empty() || location.contains("://") {
         return Err(InputError::new(format!("`{location}` is not a model store location"))
             .hint("give a local folder, e.g. `models`, or s3://bucket/prefix")
             .into());
     }
-    Ok(Box::new(LocalStore::open(Path::new(location))?))
+    folder_store(Path::new(location))
+}
+
+/// The store in the local folder `root` (created on the first `put`); it keeps no runs.
+pub fn folder_store(root: &Path) -> anyhow::Result<ModelStore> {
+    Ok(ModelStore::new(Arc::new(Folder::open(root)?), "", None))
 }
 
 /// One stored version, as `list` reports it and the index records it.

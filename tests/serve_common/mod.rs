@@ -15,7 +15,7 @@ use netsec::preprocess::Preprocessor;
 use netsec::schema::Schema;
 use netsec::serve::{Options, Secret, Server};
 use netsec::source::{self, Labels};
-use netsec::store::{LocalStore, ModelStore};
+use netsec::store::{self, ModelStore};
 
 pub fn phishing_csv() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/phishing.csv");
@@ -57,15 +57,15 @@ pub fn tree_model(depth: usize) -> ModelFile {
 }
 
 /// Stores `model` and makes it current; returns its version.
-pub fn promote(store: &LocalStore, model: &ModelFile) -> String {
+pub fn promote(store: &ModelStore, model: &ModelFile) -> String {
     let version = store.put(model).unwrap();
     store.promote(&version).unwrap();
     version
 }
 
 /// A store in `dir/models` whose current version is a tree of depth 6.
-pub fn store_with_model(dir: &Path) -> (LocalStore, String) {
-    let store = LocalStore::open(&dir.join("models")).unwrap();
+pub fn store_with_model(dir: &Path) -> (ModelStore, String) {
+    let store = store::folder_store(&dir.join("models")).unwrap();
     let version = promote(&store, &tree_model(6));
     (store, version)
 }
@@ -104,13 +104,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub fn start(options: Options, store: LocalStore) -> TestServer {
+    pub fn start(options: Options, store: ModelStore) -> TestServer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {
-                let store: Arc<dyn ModelStore> = Arc::new(store);
+                let store: Arc<ModelStore> = Arc::new(store);
                 let server = Server::bind(options, store).await.unwrap();
                 ready_tx.send((server.local_addr(), server.probe_addr())).unwrap();
                 server

@@ -4,7 +4,7 @@
 //!
 //! The callers are synchronous; [`S3`] owns a small runtime and blocks on it.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
@@ -14,6 +14,7 @@ use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::error::InputError;
+use crate::store::objects::{Head, Listed};
 
 /// Attempts per request (the first and the retries, with exponential backoff and jitter)
 /// unless `AWS_MAX_ATTEMPTS` says otherwise.
@@ -61,22 +62,6 @@ impl std::fmt::Display for S3Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "s3://{}/{}", self.bucket, self.prefix)
     }
-}
-
-/// An object as a listing shows it.
-#[derive(Debug, Clone)]
-pub struct Listed {
-    pub key: String,
-    pub size: u64,
-}
-
-/// What a HEAD request tells about an object.
-#[derive(Debug, Clone)]
-pub struct Head {
-    pub size: u64,
-    /// The `sha256` metadata netsec writes on every object it uploads.
-    pub sha256: Option<String>,
-    pub last_modified: Option<SystemTime>,
 }
 
 /// A client and the runtime it runs on.
@@ -242,11 +227,6 @@ impl S3 {
 /// The HTTP status of an error response, if there was a response.
 fn status<E>(error: &SdkError<E>) -> Option<u16> {
     error.raw_response().map(|r| r.status().as_u16())
-}
-
-/// How long ago `time` was (zero for a time in the future: clocks differ).
-pub fn age(time: SystemTime) -> Duration {
-    time.elapsed().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -94,13 +94,14 @@ pub async fn roll(
     done: &mut BTreeSet<String>,
 ) -> anyhow::Result<()> {
     let targets = TargetGroup::find(aws, environment).await?;
+    let rollout = Rollout { aws, environment, fleet, targets };
     for number in 1.. {
         let ids = in_service(aws, environment).await?;
         let pending: Vec<String> = ids.iter().filter(|id| !done.contains(*id)).cloned().collect();
         if pending.is_empty() {
             break;
         }
-        let members = targets.members(aws, &ids).await?;
+        let members = rollout.targets.members(aws, &ids).await?;
         let batch = next_batch(fleet, &members, &pending)?;
         let healthy = members.iter().filter(|m| m.healthy).count();
         println!(
@@ -109,7 +110,7 @@ pub async fn roll(
             ids.len(),
             fleet.min
         );
-        update_batch(aws, environment, fleet, &targets, &batch, action).await?;
+        rollout.update_batch(&batch, action).await?;
         done.extend(batch);
     }
     Ok(())
@@ -167,45 +168,73 @@ async fn launching(aws: &Aws, environment: &Environment) -> anyhow::Result<Vec<S
     Ok(instances.iter().filter(starting).filter_map(|i| i.instance_id().map(str::to_string)).collect())
 }
 
-/// One batch through its whole cycle; on failure, put back as it was.
-async fn update_batch(
-    aws: &Aws,
-    environment: &Environment,
-    fleet: &FleetSpec,
-    targets: &TargetGroup,
-    batch: &[String],
-    action: Action<'_>,
-) -> anyhow::Result<()> {
-    targets.deregister(aws, batch).await?;
-    // Connection draining: the balancer sends no new request, and those in flight finish.
-    let draining = Duration::from_secs(u64::from(fleet.health.deregistration_delay_seconds) + 60);
-    targets.wait_for(aws, batch, &[TargetHealthStateEnum::Unused], draining).await?;
-    let args = action.args();
-    let outputs = join_all(batch.iter().map(|id| on_host(aws, environment, id, &args))).await;
-    let (switched, failed): (Vec<_>, Vec<_>) = batch.iter().zip(outputs).partition(|(_, ok)| *ok);
-    let switched: Vec<String> = switched.into_iter().map(|(id, _)| id.clone()).collect();
-    if !failed.is_empty() {
-        let failed: Vec<&str> = failed.iter().map(|(id, _)| id.as_str()).collect();
-        restore(aws, environment, fleet, targets, batch, &switched).await;
-        anyhow::bail!(
-            "the update failed on {} (its output is above); the batch is back on its previous containers, the \
-             instances not yet reached were not touched, and deploy/current is unchanged",
-            failed.join(", ")
-        );
+/// What updating a batch needs: where, by which rules, through which target group.
+struct Rollout<'a> {
+    aws: &'a Aws,
+    environment: &'a Environment,
+    fleet: &'a FleetSpec,
+    targets: TargetGroup,
+}
+
+impl Rollout<'_> {
+    /// One batch through its whole cycle; on failure, put back as it was.
+    async fn update_batch(&self, batch: &[String], action: Action<'_>) -> anyhow::Result<()> {
+        self.targets.deregister(self.aws, batch).await?;
+        // From here on the batch is out of service: whatever fails, it goes back in.
+        let mut switched = Vec::new();
+        let Err(error) = self.switch_out_of_service(batch, action, &mut switched).await else { return Ok(()) };
+        self.restore(batch, &switched).await;
+        Err(error.context(
+            "the batch is back on its previous containers, the instances not yet reached were not touched, and \
+             deploy/current is unchanged",
+        ))
     }
-    targets.register(aws, batch).await?;
-    if let Err(unhealthy) = targets.wait_for(aws, batch, &[TargetHealthStateEnum::Healthy], healthy_within(fleet)).await
-    {
-        println!("the target group did not find the batch healthy: {unhealthy:#}");
-        print_logs(aws, environment, batch).await;
-        restore(aws, environment, fleet, targets, batch, batch).await;
-        anyhow::bail!(
-            "{} did not become healthy in the target group; the batch is back on its previous containers, the \
-             instances not yet reached were not touched, and deploy/current is unchanged",
-            batch.join(", ")
-        );
+
+    /// The part of a batch's update done while it is deregistered: drain, switch (`switched`
+    /// collects the instances whose switch went through), register, wait for health.
+    async fn switch_out_of_service(
+        &self,
+        batch: &[String],
+        action: Action<'_>,
+        switched: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let (aws, targets) = (self.aws, &self.targets);
+        // Connection draining: the balancer sends no new request, and those in flight finish.
+        let draining = Duration::from_secs(u64::from(self.fleet.health.deregistration_delay_seconds) + 60);
+        targets.wait_for(aws, batch, &[TargetHealthStateEnum::Unused], draining).await?;
+        let args = action.args();
+        let outputs = join_all(batch.iter().map(|id| on_host(aws, self.environment, id, &args))).await;
+        let (ok, failed): (Vec<_>, Vec<_>) = batch.iter().zip(outputs).partition(|(_, ok)| *ok);
+        switched.extend(ok.into_iter().map(|(id, _)| id.clone()));
+        if !failed.is_empty() {
+            let failed: Vec<&str> = failed.iter().map(|(id, _)| id.as_str()).collect();
+            anyhow::bail!("the update failed on {} (its output is above)", failed.join(", "));
+        }
+        targets.register(aws, batch).await?;
+        let healthy = targets.wait_for(aws, batch, &[TargetHealthStateEnum::Healthy], healthy_within(self.fleet));
+        if let Err(unhealthy) = healthy.await {
+            println!("the target group did not find the batch healthy: {unhealthy:#}");
+            print_logs(aws, self.environment, batch).await;
+            anyhow::bail!("{} did not become healthy in the target group", batch.join(", "));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Puts a failed batch back: `switched` (those whose update went through) start their kept
+    /// previous container again, and the whole batch is registered and waited for. Best effort:
+    /// whatever fails here is printed, and the deploy's own error follows.
+    async fn restore(&self, batch: &[String], switched: &[String]) {
+        let (aws, targets) = (self.aws, &self.targets);
+        join_all(switched.iter().map(|id| on_host(aws, self.environment, id, &["rollback"]))).await;
+        if let Err(e) = targets.register(aws, batch).await {
+            eprintln!("xtask: cannot register {} again: {e:#}", batch.join(", "));
+            return;
+        }
+        match targets.wait_for(aws, batch, &[TargetHealthStateEnum::Healthy], healthy_within(self.fleet)).await {
+            Ok(()) => println!("{}: back in service on the previous containers", batch.join(", ")),
+            Err(e) => eprintln!("xtask: the restored batch is not healthy yet: {e:#}"),
+        }
+    }
 }
 
 /// How long a registered target may take to pass `healthy_threshold` checks in a row: the
@@ -237,28 +266,6 @@ async fn on_host(aws: &Aws, environment: &Environment, id: &str, args: &[&str]) 
 
 fn prefixed(id: &str, text: &str) -> String {
     text.lines().map(|line| format!("{id}: {line}\n")).collect()
-}
-
-/// Puts a failed batch back: `switched` (those whose update went through) start their kept
-/// previous container again, and the whole batch is registered and waited for. Best effort:
-/// whatever fails here is printed, and the deploy's own error follows.
-async fn restore(
-    aws: &Aws,
-    environment: &Environment,
-    fleet: &FleetSpec,
-    targets: &TargetGroup,
-    batch: &[String],
-    switched: &[String],
-) {
-    join_all(switched.iter().map(|id| on_host(aws, environment, id, &["rollback"]))).await;
-    if let Err(e) = targets.register(aws, batch).await {
-        eprintln!("xtask: cannot register {} again: {e:#}", batch.join(", "));
-        return;
-    }
-    match targets.wait_for(aws, batch, &[TargetHealthStateEnum::Healthy], healthy_within(fleet)).await {
-        Ok(()) => println!("{}: back in service on the previous containers", batch.join(", ")),
-        Err(e) => eprintln!("xtask: the restored batch is not healthy yet: {e:#}"),
-    }
 }
 
 /// The live container's last lines on each instance, for a batch the balancer found unhealthy.
