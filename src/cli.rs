@@ -42,7 +42,8 @@ pub struct Cli {
     /// Root of the run folders (overrides `artifacts` in the config; default ./artifacts).
     #[arg(long, global = true, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
-    /// The model store: a folder or s3://bucket/prefix (overrides `train.store`; default ./models).
+    /// The model store: a folder, s3://bucket/prefix or az://container/prefix (overrides
+    /// `train.store`; default ./models).
     #[arg(long, global = true, value_name = "LOCATION")]
     pub store: Option<String>,
     #[command(subcommand)]

@@ -1,8 +1,9 @@
-//! The model store's suite, run on every backend alike (a folder, and a bucket on the moto
-//! server `cargo xtask test` starts): round trips, tampering, version semantics, interrupted
+//! The model store's suite, run on every backend alike (a folder, a bucket on the moto server
+//! and a container on the Azurite server `cargo xtask test` starts): round trips, tampering, version semantics, interrupted
 //! writers, concurrent ones and the writer lock.
 
 use std::fs;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod stand_ins;
@@ -58,6 +59,13 @@ impl Backend {
         Backend { store, prefix: "team/models".into(), _dir: tempfile::tempdir().unwrap() }
     }
 
+    /// A fresh container on the Azurite server the harness starts.
+    fn azure() -> Backend {
+        let container = stand_ins::azure_container(&stand_ins::unique("netsec-suite"));
+        let store = ModelStore::new(Arc::new(container), "team/models", Some("artifacts"));
+        Backend { store, prefix: "team/models".into(), _dir: tempfile::tempdir().unwrap() }
+    }
+
     fn key(&self, name: &str) -> String {
         join(&self.prefix, name)
     }
@@ -79,6 +87,9 @@ macro_rules! on_every_backend {
         }
         mod s3 {
             $(#[test] fn $test() { super::$test(&super::Backend::s3()); })*
+        }
+        mod azure {
+            $(#[test] fn $test() { super::$test(&super::Backend::azure()); })*
         }
     };
 }

@@ -170,7 +170,9 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = runtime.enable_all().build()?;
     let result = runtime.block_on(async {
-        let server = Server::bind(options, store).await?;
+        // A clone: the last reference stays out here, because a store's client (its own
+        // runtime, or blocking reqwest's) must not be dropped inside an async context.
+        let server = Server::bind(options, store.clone()).await?;
         let training = if server.state.trainer.enabled() { "on" } else { "off (NETSEC_ADMIN_TOKEN is not set)" };
         let addr = server.local_addr();
         match server.probe_addr() {
@@ -187,6 +189,7 @@ pub fn run(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     // A training run still going is abandoned: the pipeline writes atomically, so its run
     // folder and the store stay consistent.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(store);
     result
 }
 

@@ -7,6 +7,7 @@
 //! (a bucket). What the rules share with the rest of netsec lives here: version names, the
 //! index and history records, the checks and the rendering.
 
+pub mod azure;
 pub mod folder;
 pub mod objects;
 pub mod s3;
@@ -26,15 +27,18 @@ pub use folder::Folder;
 pub use sync::SyncReport;
 pub use versioned::ModelStore;
 
-/// Opens the store at `location`: a local folder (created on the first `put`), or
-/// `s3://bucket/prefix`.
+/// Opens the store at `location`: a local folder (created on the first `put`),
+/// `s3://bucket/prefix`, or `az://container/prefix` (also `azure://`).
 pub fn open(location: &str) -> anyhow::Result<ModelStore> {
     if location.starts_with("s3://") {
         return s3::open(location, None);
     }
+    if location.starts_with("az://") || location.starts_with("azure://") {
+        return azure::open(location);
+    }
     if location.is_empty() || location.contains("://") {
         return Err(InputError::new(format!("`{location}` is not a model store location"))
-            .hint("give a local folder, e.g. `models`, or s3://bucket/prefix")
+            .hint("give a local folder, e.g. `models`, s3://bucket/prefix or az://container/prefix")
             .into());
     }
     folder_store(Path::new(location))

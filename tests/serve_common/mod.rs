@@ -109,9 +109,12 @@ impl TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            // As `netsec serve` does: the last reference to the store is dropped outside the
+            // runtime (a store's client must not be dropped in an async context).
+            let store: Arc<ModelStore> = Arc::new(store);
+            let served = store.clone();
             runtime.block_on(async move {
-                let store: Arc<ModelStore> = Arc::new(store);
-                let server = Server::bind(options, store).await.unwrap();
+                let server = Server::bind(options, served).await.unwrap();
                 ready_tx.send((server.local_addr(), server.probe_addr())).unwrap();
                 server
                     .run(async move {
@@ -122,6 +125,7 @@ impl TestServer {
             });
             // Do not wait for a training run a test left behind.
             runtime.shutdown_timeout(Duration::from_millis(200));
+            drop(store);
         });
         let (addr, probe) = ready_rx.recv_timeout(Duration::from_secs(30)).expect("the server starts");
         TestServer { addr, probe, stop: Some(stop), thread: Some(thread) }

@@ -1,5 +1,5 @@
 //! Helpers of the tests that talk to the local stand-ins `cargo xtask test` starts (SecantusDB
-//! for MongoDB, moto for S3). A test whose service is not there fails, saying how to start it:
+//! for MongoDB, moto for S3, Azurite for Azure Blob Storage). A test whose service is not there fails, saying how to start it:
 //! it never passes without having run.
 #![allow(dead_code)]
 
@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mongodb::bson::Document;
+use netsec::store::azure::{Account, AzureContainer};
 use netsec::store::s3::client::S3;
 
 /// The grid of these tests: one decision tree, enough to compare two runs.
@@ -30,6 +31,40 @@ pub fn mongodb_password() -> &'static str {
     "t3st:p@ss/w0rd"
 }
 
+/// The Azurite account's connection string, key included.
+pub fn azure_connection_string() -> String {
+    required("NETSEC_TEST_AZURE_CONNECTION_STRING")
+}
+
+/// A connection string for the Azurite account with an account SAS (blob service; container and
+/// object resources; read, write, delete, list, add, create) expiring at `expiry` (ISO 8601),
+/// signed as "Create an account SAS" (version 2020-12-06 and later) says.
+pub fn azure_sas_connection_string(expiry: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let connection = azure_connection_string();
+    let field = |name: &str| connection.split(';').find_map(|p| p.strip_prefix(name)).unwrap().to_string();
+    let (account, key, endpoint) = (field("AccountName="), field("AccountKey="), field("BlobEndpoint="));
+    let (version, permissions) = ("2024-11-04", "rwdlac");
+    let text = [account.as_str(), permissions, "b", "co", "", expiry, "", "https,http", version, "", ""].join("\n");
+    let key = base64::engine::general_purpose::STANDARD.decode(key).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(text.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let signature: String =
+        percent_encoding::utf8_percent_encode(&signature, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let sas = format!("sv={version}&ss=b&srt=co&sp={permissions}&se={expiry}&spr=https,http&sig={signature}");
+    format!("AccountName={account};BlobEndpoint={endpoint};SharedAccessSignature={sas}")
+}
+
+/// A new container on the Azurite stand-in.
+pub fn azure_container(name: &str) -> AzureContainer {
+    let account = Account::from_connection_string(&azure_connection_string()).unwrap();
+    let container = AzureContainer::new(account, name).unwrap();
+    container.create().unwrap();
+    container
+}
+
 pub fn s3_endpoint() -> String {
     required("NETSEC_TEST_S3_ENDPOINT")
 }
@@ -50,6 +85,7 @@ pub fn netsec(dir: &Path, args: &[&str]) -> Command {
     command.current_dir(dir).args(args).env("NETSEC_TRAIN_MODELS", ONE_TREE).env("NETSEC_MONGO_TIMEOUT_SECONDS", "5");
     // Always the stand-in: without it these tests would talk to AWS itself.
     command.env("AWS_ENDPOINT_URL", s3_endpoint()).env("AWS_EC2_METADATA_DISABLED", "true");
+    command.env("AZURE_STORAGE_CONNECTION_STRING", azure_connection_string());
     command
 }
 

@@ -71,7 +71,7 @@ impl Drop for Service {
 
 /// The services the test suite needs, started in order; dropped (stopped) in reverse.
 pub fn start_all(python: &PythonEnv) -> anyhow::Result<Vec<Service>> {
-    let mut services = vec![mongodb(python)?, moto(python)?, mlflow(python)?];
+    let mut services = vec![mongodb(python)?, moto(python)?, mlflow(python)?, azurite()?];
     // Not every machine can run an engine (it needs root and the docker.io package): the
     // image tests then report the reason as skipped, or fail when NETSEC_REQUIRE_DOCKER=1.
     match docker_registry().and_then(|registry| Ok([registry, ecr_registry()?, dockerd()?])) {
@@ -374,6 +374,30 @@ fn mlflow_command(python: &PythonEnv, port: u16, dir: &Path) -> Command {
     command.arg("--backend-store-uri").arg(format!("sqlite:///{}", dir.join("mlflow.db").display()));
     command.arg("--artifacts-destination").arg(dir.join("artifacts"));
     command
+}
+
+/// Azurite's blob service, with an account and a random key of the harness's own (the
+/// emulator's well-known development account is then disabled), its blobs on disk. Exports
+/// NETSEC_TEST_AZURE_CONNECTION_STRING, the connection string a user would copy from Azure.
+pub fn azurite() -> anyhow::Result<Service> {
+    use base64::Engine;
+    const ACCOUNT: &str = "netsectest";
+    let program = crate::tools::azurite_blob()?;
+    let (port, dir) = (free_port()?, state_dir("azurite")?);
+    let mut secret = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
+    let key = base64::engine::general_purpose::STANDARD.encode(secret);
+    let mut command = Command::new(program);
+    command.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--disableTelemetry"]);
+    command.arg("--location").arg(dir.join("data")).arg("--debug").arg(dir.join("debug.log"));
+    // The key goes through the environment, never the command line.
+    command.env("AZURITE_ACCOUNTS", format!("{ACCOUNT}:{key}"));
+    let process = spawn_listening("Azurite", &mut command, &dir.join("azurite.log"), port)?;
+    eprintln!("xtask: started Azurite on 127.0.0.1:{port}");
+    let connection = format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+    );
+    Ok(Service::new("Azurite", process, dir, vec![("NETSEC_TEST_AZURE_CONNECTION_STRING".into(), connection)]))
 }
 
 /// A fresh folder for a service's state and log, removed when the service stops.
