@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::reload::ModelSlot;
 
 /// The routes, as the router names them; anything else (404s) is counted as `unmatched`.
-pub const ROUTES: [&str; 12] = [
+pub const ROUTES: [&str; 18] = [
     "/",
     "/predict",
     "/predict/json",
@@ -21,6 +21,12 @@ pub const ROUTES: [&str; 12] = [
     "/ready",
     "/model",
     "/metrics",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/{name}",
+    "/v2/models/{name}/ready",
+    "/v2/models/{name}/infer",
     "/openapi.json",
     "/docs",
     "unmatched",

@@ -14,6 +14,7 @@
 mod answer;
 mod body;
 mod error;
+mod inference;
 mod json_rows;
 mod listener;
 mod metrics;

@@ -70,6 +70,8 @@ fn paths() -> Value {
         Value::Object(responses)
     };
     let predict_codes = ["400", "406", "408", "413", "415", "503"];
+    let model_name = json!({"name": "name", "in": "path", "required": true,
+        "schema": {"type": "string", "enum": [super::inference::MODEL_NAME]}, "description": "The model's name: netsec"});
     json!({
         "/": {"get": {"summary": "The web page: CSV upload and a one-site form", "operationId": "page",
             "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
@@ -125,11 +127,54 @@ fn paths() -> Value {
             "responses": with(json!({"description": "The model", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Model"}}}}), &["503"])}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "responses": {"200": {"description": "Prometheus text exposition format",
             "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/v2": {"get": {"summary": "Open Inference Protocol: the server's metadata", "operationId": "oipServer",
+            "responses": {"200": {"description": "The server", "content": json_body("OipServer")}}}},
+        "/v2/health/live": {"get": {"summary": "Open Inference Protocol: liveness", "operationId": "oipLive",
+            "responses": {"200": {"description": "Live", "content": json_body("OipLive")}}}},
+        "/v2/health/ready": {"get": {"summary": "Open Inference Protocol: readiness (a model is loaded)", "operationId": "oipReady",
+            "responses": {"200": {"description": "Ready", "content": json_body("OipReady")},
+                          "400": {"description": "Not ready (the protocol's 4xx for false)", "content": json_body("OipReady")}}}},
+        "/v2/models/{name}": {"get": {"summary": "Open Inference Protocol: the model's versions, inputs and outputs",
+            "operationId": "oipModel", "parameters": [model_name.clone()],
+            "responses": {"200": {"description": "The model", "content": json_body("OipModel")},
+                          "404": oip_error("No such model"), "503": oip_error("No model loaded yet")}}},
+        "/v2/models/{name}/ready": {"get": {"summary": "Open Inference Protocol: the model's readiness", "operationId": "oipModelReady",
+            "parameters": [model_name.clone()],
+            "responses": {"200": {"description": "Ready", "content": json_body("OipReady")},
+                          "400": {"description": "Not ready", "content": json_body("OipReady")},
+                          "404": oip_error("No such model")}}},
+        "/v2/models/{name}/infer": {"post": {
+            "summary": "Open Inference Protocol: inference on JSON tensors",
+            "operationId": "oipInfer",
+            "description": "One input of shape [n, 30] (the features in schema order) or one input per feature \
+                            (named after it, shape [n] or [n, 1]); outputs `label` (INT64, [n]) and `probabilities` \
+                            (FP64, [n, 2], in the order of GET /model's classes). The binary tensor extension is \
+                            not supported.",
+            "parameters": [model_name],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OipInferRequest"}}}},
+            "responses": {"200": {"description": "The outputs", "content": json_body("OipInferResponse")},
+                "400": oip_error("Malformed request: the message names the field"),
+                "404": oip_error("No such model"),
+                "408": oip_error("The body did not arrive within the body timeout"),
+                "413": oip_error("The body or the number of rows is over the limit"),
+                "415": oip_error("The Content-Type is not JSON"),
+                "503": oip_error("No model loaded yet")},
+        }},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "responses": {"200": {"description": "OpenAPI 3.0",
             "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         "/docs": {"get": {"summary": "This document as a web page", "operationId": "docs", "responses": {"200": {"description": "HTML",
             "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     })
+}
+
+/// A JSON body of the schema `name` in components.
+fn json_body(name: &str) -> Value {
+    json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}})
+}
+
+/// An Open Inference Protocol error answer.
+fn oip_error(why: &str) -> Value {
+    json!({"description": why, "content": json_body("OipError")})
 }
 
 fn error_responses() -> Value {
@@ -187,6 +232,37 @@ fn schemas(schema: &Schema) -> Value {
             "extra_columns": {"type": "array", "items": {"type": "string"}},
             "hint": {"type": "string"},
         }}}},
+        "OipServer": {"type": "object", "required": ["name", "version", "extensions"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"}, "extensions": {"type": "array", "items": {"type": "string"}}}},
+        "OipLive": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
+        "OipReady": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
+        "OipTensorMetadata": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+            "name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}}}},
+        "OipModel": {"type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"], "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/OipTensorMetadata"}},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/OipTensorMetadata"}}}},
+        "OipInferRequest": {"type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string", "nullable": true, "description": "Echoed in the answer; null is no id"},
+            "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "description": "Shown in its one-input, one-row form",
+                "items": {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
+                    "name": {"type": "string", "enum": ["input"]},
+                    "shape": {"type": "array", "items": {"type": "integer"}, "enum": [[1, n]]},
+                    "datatype": {"type": "string", "enum": ["FP32", "FP64", "INT32", "INT64"]},
+                    "data": {"type": "array", "minItems": n, "maxItems": n, "items": {"type": "integer", "enum": codes}}}}},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "enum": ["label", "probabilities"]}}}}}},
+        "OipInferResponse": {"type": "object", "required": ["model_name", "model_version", "outputs"], "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
+                "name": {"type": "string"}, "datatype": {"type": "string"},
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "data": {"type": "array", "items": {"type": "number"}}}}}}},
+        "OipError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "TrainRun": {"type": "object", "required": ["id", "state", "started_at"], "properties": {
             "id": {"type": "string"},
             "state": {"type": "string", "enum": ["running", "succeeded", "failed"]},

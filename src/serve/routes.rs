@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use super::reload::ModelSlot;
 use super::train::Trainer;
-use super::{openapi, page, predict, train, Options};
+use super::{inference, openapi, page, predict, train, Options};
 
 /// What every handler shares.
 pub struct AppState {
@@ -54,6 +54,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .route("/model", get(model))
         .route("/metrics", get(metrics))
+        .route("/v2", get(inference::server_metadata))
+        .route("/v2/health/live", get(inference::live))
+        .route("/v2/health/ready", get(inference::server_ready))
+        .route("/v2/models/{name}", get(inference::model_metadata))
+        .route("/v2/models/{name}/ready", get(inference::model_ready))
+        .route("/v2/models/{name}/infer", post(inference::infer))
         .route("/openapi.json", get(openapi::spec))
         .route("/docs", get(openapi::docs))
         .fallback(not_found)

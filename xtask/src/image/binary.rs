@@ -33,6 +33,9 @@ pub fn static_binary() -> anyhow::Result<PathBuf> {
     command.env("CARGO_ENCODED_RUSTFLAGS", rustflags().join("\x1f")).env_remove("RUSTFLAGS");
     // Symbols and debug info would triple the image; this build is only for the image.
     command.env("CARGO_PROFILE_RELEASE_DEBUG", "0").env("CARGO_PROFILE_RELEASE_STRIP", "symbols");
+    // One codegen unit per crate: a slower build, and a smaller binary (the image's target
+    // is 25 MB) that is at least as fast.
+    command.env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     let output = command.stderr(Stdio::inherit()).output()?;
     anyhow::ensure!(output.status.success(), "building the static netsec binary failed ({})", output.status);
     let binary = executable(&String::from_utf8_lossy(&output.stdout))
