@@ -140,6 +140,22 @@ pub enum ModelsCommand {
     Promote { version: String },
     /// Go back to the version that was current before the last promotion.
     Rollback,
+    /// Write a version (default: the current one) in a format other tools load.
+    Export {
+        version: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
+        format: ExportFormat,
+        /// The file to write (replaced atomically).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+}
+
+/// Formats `netsec models export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One ONNX graph for the whole prediction: imputation, then the classifier.
+    Onnx,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,10 +246,7 @@ fn models(location: &str, command: ModelsCommand, format: LogFormat) -> anyhow::
             }
         }
         ModelsCommand::Show { version } => {
-            let version = match version.or(store.current()?) {
-                Some(version) => version,
-                None => return Err(InputError::new(format!("{} has no current model", store.describe())).into()),
-            };
+            let version = version_or_current(&store, version)?;
             let info = store.list()?.into_iter().find(|v| v.version == version);
             let info = info.ok_or_else(|| InputError::new(format!("no version {version} in {}", store.describe())))?;
             print!("{}", store::render_show(&store.get(&version)?, &info));
@@ -241,13 +254,65 @@ fn models(location: &str, command: ModelsCommand, format: LogFormat) -> anyhow::
         ModelsCommand::Promote { version } => {
             store.promote(&version)?;
             println!("{version} is now the current model in {}", store.describe());
+            follow_in_mlflow(&version)?;
         }
         ModelsCommand::Rollback => {
             let version = store.rollback()?;
             println!("rolled back: {version} is now the current model in {}", store.describe());
+            follow_in_mlflow(&version)?;
+        }
+        ModelsCommand::Export { version, format: ExportFormat::Onnx, output } => {
+            let version = version_or_current(&store, version)?;
+            // The stored export when the version has one (checked on read), else a fresh one.
+            let bytes = match store.get_onnx(&version)? {
+                Some(bytes) => bytes,
+                None => crate::onnx::export(&store.get(&version)?)?,
+            };
+            let record = crate::artifacts::write_atomic(&output, |w| w.write_all(&bytes))?;
+            println!(
+                "wrote {version} as ONNX to {} ({} bytes, sha256 {})",
+                output.display(),
+                record.bytes,
+                record.sha256
+            );
         }
     }
     Ok(())
+}
+
+/// With MLflow configured, moves the registered model's alias to the store's new current
+/// version. The store has switched already: a server that fails is reported, and the command
+/// fails so that scripts notice, with what to run again.
+fn follow_in_mlflow(version: &str) -> anyhow::Result<()> {
+    use crate::tracking::mlflow;
+    let Some(settings) = mlflow::Settings::from_env()? else { return Ok(()) };
+    match mlflow::move_alias(&settings, version) {
+        Ok(Some(registered)) => {
+            println!("MLflow: {}@{} is now version {}", registered.name, settings.alias, registered.version);
+            Ok(())
+        }
+        Ok(None) => {
+            println!(
+                "MLflow: no version of registered model {} was registered from {version}; the alias {} stays where it is",
+                settings.registered_model, settings.alias
+            );
+            Ok(())
+        }
+        Err(error) => Err(error.context(format!(
+            "the store switched to {version}, but moving MLflow's alias {} failed; run the command again to retry",
+            settings.alias
+        ))),
+    }
+}
+
+/// The version asked for, or the store's current one.
+fn version_or_current(store: &store::ModelStore, version: Option<String>) -> anyhow::Result<String> {
+    match version.or(store.current()?) {
+        Some(version) => Ok(version),
+        None => Err(InputError::new(format!("{} has no current model", store.describe()))
+            .hint("name a version (see `netsec models list`), or promote one with `netsec models promote`")
+            .into()),
+    }
 }
 
 /// `netsec runs …`: reads the run records under the artifacts root.
@@ -284,8 +349,7 @@ fn runs(root: &std::path::Path, command: RunsCommand, format: LogFormat) -> anyh
                 .hint("set MLFLOW_TRACKING_URI=https://host (and MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD)")
                 .into());
             };
-            let register = record.outcome.version.is_some();
-            let state = mlflow::send(&mut run, &record, &settings, register)?;
+            let state = mlflow::send(&mut run, &record, &settings)?;
             if !state.sent() {
                 anyhow::bail!("{}", state.describe().replace("RUN", run.id()));
             }

@@ -240,6 +240,22 @@ impl KnnImputer {
         self.n_features
     }
 
+    /// The number of neighbours averaged.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The fit rows (the donors), row-major, NaN where missing.
+    pub fn fit_matrix(&self) -> &[f32] {
+        &self.fit
+    }
+
+    /// Each column's mean over the fit rows, for receivers that share no coordinate with any
+    /// donor.
+    pub fn column_means(&self) -> &[f64] {
+        &self.column_means
+    }
+
     /// Returns `x` (row-major, `n_features` columns, NaN = missing) with every missing value
     /// imputed. Rows without missing values are copied unchanged.
     ///

@@ -13,6 +13,7 @@ pub mod impute;
 pub mod learn;
 pub mod model_file;
 pub mod npy;
+pub mod onnx;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;

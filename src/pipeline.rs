@@ -245,8 +245,7 @@ fn after_stages(
         mlflow: None,
     };
     if let (Some(server), Some(_)) = (mlflow::Settings::from_env()?, &summary.push) {
-        let accepted = summary.push.as_ref().is_some_and(|p| p.pushed);
-        tracked.mlflow = Some(mlflow::send(run, &record, &server, accepted)?);
+        tracked.mlflow = Some(mlflow::send(run, &record, &server)?);
     }
     summary.tracking = Some(tracked);
     if let Some(result) = summary.push.as_mut() {

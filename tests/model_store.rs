@@ -133,8 +133,19 @@ fn a_stored_model_comes_back_identical_and_described(backend: &Backend) {
         (&version.clone().into(), &info.sha256.clone().into(), &0.91.into())
     );
 
+    // The ONNX export is stored beside the model file, recorded and checked like it.
+    let onnx = store.get_onnx(&version).unwrap().expect("an ONNX export");
+    assert_eq!(onnx, netsec::onnx::export(&file).unwrap());
+    assert_eq!(backend.raw(&format!("{version}/model.onnx")).unwrap(), onnx);
+    let recorded = info.onnx.as_ref().unwrap();
+    assert_eq!(
+        (recorded.bytes, &recorded.sha256),
+        (onnx.len() as u64, &meta["onnx"]["sha256"].as_str().unwrap().to_string())
+    );
+
     let shown = store::render_show(&back, &info);
     assert!(shown.contains(&format!("version      {version}\n")) && shown.contains("test F1      0.9100"), "{shown}");
+    assert!(shown.contains(&format!("onnx         {} bytes, sha256 {}", recorded.bytes, recorded.sha256)), "{shown}");
     let data = generate(&file.schema, SynthOptions { rows: 10, seed: 9, ..SynthOptions::default() });
     assert_eq!(back.predict_dataset(&data).unwrap(), file.predict_dataset(&data).unwrap());
 }
@@ -168,6 +179,13 @@ fn tampered_model_files_are_refused(backend: &Backend) {
         assert!(got.contains("differs from the store's record"), "{what}: {got}");
         assert!(got.starts_with(&store.model_location(&version)), "{what}: {got}");
         assert!(error_of(store.promote(&version)).contains("differs from the store's record"), "{what}");
+
+        // The ONNX export is checked on read too.
+        let name = format!("{version}/model.onnx");
+        backend.write_raw(&name, damage(&backend.raw(&name).unwrap()));
+        let got = error_of(store.get_onnx(&version));
+        assert!(got.contains("the stored ONNX file differs from the store's record"), "{what}: {got}");
+        assert!(got.starts_with(&backend.store.objects().url(&backend.key(&name))), "{what}: {got}");
     }
 }
 

@@ -111,6 +111,16 @@ impl GradientBoosting {
         &self.trees
     }
 
+    /// The raw score before any tree (the prior log-odds).
+    pub fn init(&self) -> f64 {
+        self.init
+    }
+
+    /// Each tree's factor (the learning rate).
+    pub fn rates(&self) -> &[f64] {
+        &self.rates
+    }
+
     pub fn n_estimators(&self) -> usize {
         self.trees.len()
     }

@@ -61,6 +61,10 @@ pub struct VersionInfo {
     /// sha256 and size of the stored model file.
     pub sha256: String,
     pub bytes: u64,
+    /// The version's ONNX export (`model.onnx`), when it has one: versions stored by netsec
+    /// before 0.x, and models the export cannot write, have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<FileDigest>,
     /// Filled in by `list` from the store's current version, never stored: `current` is the
     /// one place that says which version is current.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -68,7 +72,7 @@ pub struct VersionInfo {
 }
 
 impl VersionInfo {
-    pub fn new(model: &ModelFile, version: &str, bytes: &[u8]) -> VersionInfo {
+    pub fn new(model: &ModelFile, version: &str, bytes: &[u8], onnx: Option<&[u8]>) -> VersionInfo {
         VersionInfo {
             version: version.into(),
             created_at: model.created_at.clone(),
@@ -77,8 +81,22 @@ impl VersionInfo {
             test_f1: model.test_f1(),
             sha256: sha256_hex(bytes),
             bytes: bytes.len() as u64,
+            onnx: onnx.map(FileDigest::of),
             is_current: false,
         }
+    }
+}
+
+/// sha256 and size of a stored file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+impl FileDigest {
+    pub fn of(bytes: &[u8]) -> FileDigest {
+        FileDigest { sha256: sha256_hex(bytes), bytes: bytes.len() as u64 }
     }
 }
 
@@ -202,18 +220,17 @@ impl History {
     }
 }
 
-/// Checks stored bytes against the store's record of them.
-pub fn verify(bytes: &[u8], record: &VersionInfo, location: &Path) -> Result<(), InputError> {
-    let sha256 = sha256_hex(bytes);
-    if sha256 == record.sha256 && bytes.len() as u64 == record.bytes {
+/// Checks bytes read from the store against its record; `what` names the file for the message
+/// (e.g. "model file").
+pub fn verify(bytes: &[u8], record: &FileDigest, what: &str, location: &Path) -> Result<(), InputError> {
+    let found = FileDigest::of(bytes);
+    if found == *record {
         return Ok(());
     }
     let problem = format!(
-        "the stored model file differs from the store's record (sha256 {sha256}, {} bytes; recorded {}, {} bytes): \
+        "the stored {what} differs from the store's record (sha256 {}, {} bytes; recorded {}, {} bytes): \
          it was altered or damaged after it was stored",
-        bytes.len(),
-        record.sha256,
-        record.bytes
+        found.sha256, found.bytes, record.sha256, record.bytes
     );
     Err(InputError::in_file(location, problem).hint("use another version, or store the model again from its run"))
 }
@@ -280,6 +297,13 @@ pub fn render_show(model: &ModelFile, info: &VersionInfo) -> String {
         ("data sha256", model.data_sha256.clone()),
         ("built by", format!("netsec {} ({})", model.netsec_version, model.git_revision)),
         ("file", format!("{} bytes, sha256 {}, format {}", info.bytes, info.sha256, model.format_version)),
+        (
+            "onnx",
+            info.onnx.as_ref().map_or_else(
+                || "none stored (`netsec models export` converts the model file)".into(),
+                |d| format!("{} bytes, sha256 {}", d.bytes, d.sha256),
+            ),
+        ),
     ];
     pairs.iter().map(|(key, value)| format!("{key:<12} {value}\n")).collect()
 }
@@ -313,6 +337,7 @@ mod tests {
             test_f1,
             sha256: "00".repeat(32),
             bytes: 10,
+            onnx: None,
             is_current,
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! v0001-20261124T053512Z/model.bin   the model file
+//! v0001-20261124T053512Z/model.onnx  its ONNX export, when the model has one (see crate::onnx)
 //! v0001-20261124T053512Z/meta.json   its description (VersionMeta)
 //! index.json                         every version with its sha256 and size (Index)
 //! history.json                       the promotions, for rollback (History)
@@ -22,11 +23,12 @@ use serde::de::DeserializeOwned;
 
 use super::objects::{age, join, Multipart, ObjectStore};
 use super::sync::{upload_dir, SyncReport};
-use super::{check_version_name, verify, version_number, History, Index, VersionInfo, VersionMeta};
+use super::{check_version_name, verify, version_number, FileDigest, History, Index, VersionInfo, VersionMeta};
 use crate::error::InputError;
 use crate::model_file::{load_error, ModelFile};
 
 const MODEL: &str = "model.bin";
+const ONNX: &str = "model.onnx";
 const META: &str = "meta.json";
 const INDEX: &str = "index.json";
 const HISTORY: &str = "history.json";
@@ -99,12 +101,27 @@ impl ModelStore {
     pub fn get_bytes(&self, version: &str) -> anyhow::Result<Vec<u8>> {
         let index = self.read_index()?;
         let record = index.require(version, &self.describe())?;
-        let location = self.model_location(version);
-        let bytes = self.read(&format!("{version}/{MODEL}"))?.ok_or_else(|| {
-            InputError::in_file(Path::new(&location), "the stored model file is missing")
+        let digest = FileDigest { sha256: record.sha256.clone(), bytes: record.bytes };
+        self.read_verified(version, MODEL, "model file", &digest)
+    }
+
+    /// The bytes of a version's ONNX export, checked against the store's record of it; None
+    /// for a version stored without one.
+    pub fn get_onnx(&self, version: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let index = self.read_index()?;
+        let record = index.require(version, &self.describe())?;
+        let Some(digest) = &record.onnx else { return Ok(None) };
+        Ok(Some(self.read_verified(version, ONNX, "ONNX file", digest)?))
+    }
+
+    fn read_verified(&self, version: &str, name: &str, what: &str, digest: &FileDigest) -> anyhow::Result<Vec<u8>> {
+        let key = format!("{version}/{name}");
+        let location = self.url(&key);
+        let bytes = self.read(&key)?.ok_or_else(|| {
+            InputError::in_file(Path::new(&location), format!("the stored {what} is missing"))
                 .hint("use another version, or store the model again from its run")
         })?;
-        verify(&bytes, record, Path::new(&location))?;
+        verify(&bytes, digest, what, Path::new(&location))?;
         Ok(bytes)
     }
 
@@ -122,14 +139,19 @@ impl ModelStore {
 
     /// Stores a model file as a new version and returns its name. Does not switch current.
     pub fn put(&self, model: &ModelFile) -> anyhow::Result<String> {
-        // Encoded before taking the lock: it is the slow part.
+        // Encoded before taking the lock: it is the slow part. A model the ONNX export cannot
+        // write (an imputer with k > 3) is stored without one; `models show` says so.
         let bytes = model.to_bytes();
+        let onnx = crate::onnx::export(model).ok();
         let _lock = self.lock(LOCK_WAIT)?;
         let mut index = self.read_index()?;
         let number = index.next_number(self.taken_numbers()?);
         let version = super::version_name(number, time::OffsetDateTime::now_utc());
-        let info = VersionInfo::new(model, &version, &bytes);
+        let info = VersionInfo::new(model, &version, &bytes, onnx.as_deref());
         self.write(&format!("{version}/{MODEL}"), bytes)?;
+        if let Some(onnx) = onnx {
+            self.write(&format!("{version}/{ONNX}"), onnx)?;
+        }
         self.write_json(&format!("{version}/{META}"), &VersionMeta::new(info.clone(), model))?;
         index.versions.push(info);
         self.write_json(INDEX, &index)?;

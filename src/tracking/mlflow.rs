@@ -3,7 +3,9 @@
 //! run per pipeline run and a nested run per model family (tag `mlflow.parentRunId`), params,
 //! metrics and tags in `log-batch` requests within MLflow's limits, staged metrics as steps,
 //! artifacts through the server's artifact proxy, and the accepted model as a new version of
-//! a registered model.
+//! a registered model: an MLflow Model directory (see [`super::mlflow_model`]) tagged with its
+//! store version, given the alias `champion` (`NETSEC_MLFLOW_ALIAS`), which `netsec models
+//! promote` and `rollback` move with the store's current version ([`move_alias`]).
 //!
 //! Every request is retried with exponential backoff on network errors, 429 and 5xx. When the
 //! server still fails, the run stays whole locally and `mlflow.json` in the run folder says
@@ -18,9 +20,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::mlflow_model;
 use super::record::{Entry, MetricPoint, Record};
 use crate::artifacts::Run;
 use crate::error::InputError;
+use crate::model_file::ModelFile;
 
 /// The sync state of a run, in its folder.
 pub const STATE: &str = "mlflow.json";
@@ -39,6 +43,8 @@ pub struct Settings {
     pub uri: String,
     pub experiment: String,
     pub registered_model: String,
+    /// The alias of the registered version that is the store's current one.
+    pub alias: String,
     auth: Auth,
     pub retries: u32,
     pub timeout: Duration,
@@ -103,6 +109,7 @@ impl Settings {
             uri: uri.trim_end_matches('/').to_string(),
             experiment: get("MLFLOW_EXPERIMENT_NAME").unwrap_or_else(|| "netsec".into()),
             registered_model: get("NETSEC_MLFLOW_REGISTERED_MODEL").unwrap_or_else(|| "netsec".into()),
+            alias: get("NETSEC_MLFLOW_ALIAS").unwrap_or_else(|| "champion".into()),
             auth,
             retries: number("MLFLOW_HTTP_REQUEST_MAX_RETRIES", 4)? as u32,
             timeout: Duration::from_secs(number("MLFLOW_HTTP_REQUEST_TIMEOUT", 30)?),
@@ -172,9 +179,10 @@ pub fn load_state(run: &Run) -> Option<SyncState> {
     serde_json::from_slice(&std::fs::read(run.path(STATE)).ok()?).ok()
 }
 
-/// Sends the run's record and artifacts, then records the outcome in the run folder. A server
-/// that fails does not make this fail: the returned state says so.
-pub fn send(run: &mut Run, record: &Record, settings: &Settings, register: bool) -> anyhow::Result<SyncState> {
+/// Sends the run's record and artifacts (and registers the model it pushed to the store, if
+/// any), then records the outcome in the run folder. A server that fails does not make this
+/// fail: the returned state says so.
+pub fn send(run: &mut Run, record: &Record, settings: &Settings) -> anyhow::Result<SyncState> {
     let previous = load_state(run);
     let client = Client::new(settings)?;
     let mut state = SyncState {
@@ -188,7 +196,7 @@ pub fn send(run: &mut Run, record: &Record, settings: &Settings, register: bool)
         if let Some(previous) = previous.filter(|p| !p.sent()) {
             client.delete_leftovers(&previous)?;
         }
-        client.send(run, record, register, &mut state)
+        client.send(run, record, &mut state)
     })();
     match result {
         Ok(()) => state.status = "sent".into(),
@@ -279,7 +287,7 @@ impl<'a> Client<'a> {
         self.request(reqwest::Method::POST, path, Body::Json(body))
     }
 
-    fn send(&self, run: &Run, record: &Record, register: bool, state: &mut SyncState) -> anyhow::Result<()> {
+    fn send(&self, run: &Run, record: &Record, state: &mut SyncState) -> anyhow::Result<()> {
         let experiment_id = self.experiment()?;
         state.experiment_id = Some(experiment_id.clone());
         let (parent, artifact_uri) = self.create_run(&experiment_id, &record.run, None)?;
@@ -296,9 +304,16 @@ impl<'a> Client<'a> {
             self.upload(&artifact_uri, &experiment_id, &parent, artifact, bytes)?;
             state.artifacts.push(artifact.clone());
         }
-        if register {
-            let source = format!("{}/{}", artifact_uri.trim_end_matches('/'), MODEL_DIR);
-            state.registered_model = Some(self.register(&source, &parent)?);
+        if let Some(store_version) = &record.outcome.version {
+            let model = ModelFile::load(&run.path(crate::stages::train::MODEL))?;
+            for (name, bytes) in mlflow_model::files(&model)? {
+                self.upload(&artifact_uri, &experiment_id, &parent, &format!("{}/{name}", mlflow_model::DIR), bytes)?;
+            }
+            let source = format!("{}/{}", artifact_uri.trim_end_matches('/'), mlflow_model::DIR);
+            let tags = [(STORE_VERSION_TAG, store_version.as_str()), ("netsec.run_id", record.run_id.as_str())];
+            let registered = self.register(&source, &parent, &tags)?;
+            self.set_alias(&registered.version)?;
+            state.registered_model = Some(registered);
         }
         self.finish_run(&parent)
     }
@@ -373,16 +388,55 @@ impl<'a> Client<'a> {
     }
 
     /// A new version of the registered model (created when missing) with the run as source.
-    fn register(&self, source: &str, run_id: &str) -> anyhow::Result<RegisteredVersion> {
+    fn register(&self, source: &str, run_id: &str, tags: &[(&str, &str)]) -> anyhow::Result<RegisteredVersion> {
         let name = &self.settings.registered_model;
         match self.post("/api/2.0/mlflow/registered-models/create", json!({ "name": name })) {
             Ok(_) => {}
             Err(e) if api_code(&e) == Some("RESOURCE_ALREADY_EXISTS") => {}
             Err(e) => return Err(e),
         }
-        let body = json!({ "name": name, "source": source, "run_id": run_id });
+        let tags: Vec<Value> = tags.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect();
+        let body = json!({ "name": name, "source": source, "run_id": run_id, "tags": tags });
         let created = self.post("/api/2.0/mlflow/model-versions/create", body)?;
         Ok(RegisteredVersion { name: name.clone(), version: text_at(&created, "/model_version/version")? })
+    }
+
+    /// Points the alias at `version` of the registered model (moving it if it is elsewhere).
+    fn set_alias(&self, version: &str) -> anyhow::Result<()> {
+        let (name, alias) = (&self.settings.registered_model, &self.settings.alias);
+        let body = json!({ "name": name, "alias": alias, "version": version });
+        self.post("/api/2.0/mlflow/registered-models/alias", body).map(drop)
+    }
+
+    /// The registered version tagged with `store_version`, if any (the newest, should a store
+    /// version have been registered twice by re-sending its run).
+    fn version_of(&self, store_version: &str) -> anyhow::Result<Option<String>> {
+        let filter = format!("name='{}'", self.settings.registered_model.replace('\'', "\\'"));
+        let mut page_token: Option<String> = None;
+        let mut found: Option<u64> = None;
+        loop {
+            let mut path =
+                format!("/api/2.0/mlflow/model-versions/search?filter={}&max_results=200", url_encode(&filter));
+            if let Some(token) = &page_token {
+                path.push_str(&format!("&page_token={}", url_encode(token)));
+            }
+            let page = self.request(reqwest::Method::GET, &path, Body::None)?;
+            for version in page["model_versions"].as_array().into_iter().flatten() {
+                let tagged = version["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["key"] == STORE_VERSION_TAG && t["value"] == store_version);
+                let number = version["version"].as_str().and_then(|v| v.parse::<u64>().ok());
+                if let (true, Some(number)) = (tagged, number) {
+                    found = found.max(Some(number));
+                }
+            }
+            page_token = page["next_page_token"].as_str().filter(|t| !t.is_empty()).map(str::to_string);
+            if page_token.is_none() {
+                return Ok(found.map(|n| n.to_string()));
+            }
+        }
     }
 
     /// Deletes the runs an attempt that failed half-way created (gone already is fine).
@@ -398,8 +452,19 @@ impl<'a> Client<'a> {
     }
 }
 
-/// Where the registered model's files are in the parent run's artifacts.
-const MODEL_DIR: &str = "train";
+/// The tag of a registered version that names its version in netsec's model store.
+pub const STORE_VERSION_TAG: &str = "netsec.store_version";
+
+/// Moves the alias to the registered version of `store_version` (after `netsec models
+/// promote` or `rollback`); returns that registered version, or None when no registered
+/// version carries the store version (a model pushed while MLflow was not configured), in
+/// which case the alias stays where it is.
+pub fn move_alias(settings: &Settings, store_version: &str) -> anyhow::Result<Option<RegisteredVersion>> {
+    let client = Client::new(settings)?;
+    let Some(version) = client.version_of(store_version)? else { return Ok(None) };
+    client.set_alias(&version)?;
+    Ok(Some(RegisteredVersion { name: settings.registered_model.clone(), version }))
+}
 
 enum Body {
     None,

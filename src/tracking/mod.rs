@@ -5,6 +5,7 @@
 //! `netsec runs sync RUN` sends it later.
 
 pub mod mlflow;
+pub mod mlflow_model;
 pub mod record;
 pub mod report;
 pub mod runs;

@@ -58,6 +58,13 @@ pub fn netsec_command(dir: &std::path::Path, args: &[&str]) -> Command {
     command
 }
 
+/// A blocking HTTP client for the tests. netsec builds reqwest without a crypto provider (it
+/// picks ring itself); so do the tests.
+pub fn http_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
+}
+
 /// SplitMix64: a small deterministic generator, so fixtures never change and need no library.
 pub struct SplitMix(pub u64);
 

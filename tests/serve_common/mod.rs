@@ -41,16 +41,23 @@ pub fn csv_rows(n: usize) -> String {
 /// A decision tree of depth `depth` on the shared data (milliseconds to fit, unlike the
 /// pipeline's grid search).
 pub fn tree_model(depth: usize) -> ModelFile {
+    let mut file = fitted_model(serde_json::json!({ "decision_tree": { "max_depth": depth } }), phishing());
+    file.run_id = format!("test-depth-{depth}");
+    file
+}
+
+/// A model of `config` (e.g. `{"random_forest": {"n_estimators": 8}}`) fitted on `data`, with
+/// a KNN imputer (k = 3) fitted on the same rows.
+pub fn fitted_model(config: serde_json::Value, data: &Dataset) -> ModelFile {
     let schema = Schema::embedded();
-    let data = phishing();
     let preprocessor = Preprocessor::fit(&schema, data, 3).unwrap();
     let rows = preprocessor.transform(data).unwrap();
     let labels = preprocessor.encode_labels(&data.labels);
-    let params = serde_json::json!({ "max_depth": depth });
-    let config: ModelConfig = serde_json::from_value(serde_json::json!({ "decision_tree": params })).unwrap();
+    let params = config.as_object().and_then(|o| o.values().next()).cloned().expect("one family");
+    let config: ModelConfig = serde_json::from_value(config).unwrap();
     let model = config.fit(&Samples::new(&rows, data.n_features(), &labels).unwrap()).unwrap();
     let mut file = ModelFile::new(config.family(), params, model, preprocessor, schema);
-    file.run_id = format!("test-depth-{depth}");
+    file.run_id = format!("test-{}", config.family());
     file.data_sha256 = "ab".repeat(32);
     file.metrics = serde_json::json!({ "test": { "f1": 0.9 } });
     file
