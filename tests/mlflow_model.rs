@@ -142,6 +142,82 @@ impl Drop for MlflowServe {
 
 use std::os::unix::process::CommandExt;
 
+/// `netsec serve` on the test's store, on a free port, killed when dropped.
+struct NetsecServe {
+    child: Child,
+    port: u16,
+}
+
+impl NetsecServe {
+    fn start(dir: &Path) -> NetsecServe {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child =
+            common::netsec_command(dir, &["serve", "--addr", &format!("127.0.0.1:{port}"), "--store", "models"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+        NetsecServe { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !common::http_client().get(self.url("/ping")).send().is_ok_and(|r| r.status() == 200) {
+            assert!(Instant::now() < deadline, "netsec serve did not get ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for NetsecServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same rows in every form MLflow's scoring server takes: name, Content-Type, body.
+fn invocation_bodies(data: &Dataset) -> Vec<(&'static str, &'static str, String)> {
+    let cell = |v: f32| if v.is_nan() { Value::Null } else { json!(v as i64) };
+    let rows: Vec<Vec<Value>> =
+        data.x.chunks(data.n_features()).map(|r| r.iter().map(|&v| cell(v)).collect()).collect();
+    let records: Vec<Value> =
+        rows.iter().map(|r| Value::Object(data.features.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+    let csv: String = std::iter::once(data.features.join(","))
+        .chain(data.x.chunks(data.n_features()).map(|r| {
+            r.iter()
+                .map(|v| if v.is_nan() { String::new() } else { (*v as i64).to_string() })
+                .collect::<Vec<_>>()
+                .join(",")
+        }))
+        .map(|line| line + "\n")
+        .collect();
+    vec![
+        (
+            "dataframe_split",
+            "application/json",
+            json!({ "dataframe_split": { "columns": data.features, "data": rows } }).to_string(),
+        ),
+        ("dataframe_records", "application/json", json!({ "dataframe_records": records }).to_string()),
+        ("instances", "application/json", json!({ "instances": records }).to_string()),
+        ("inputs", "application/json", json!({ "inputs": records }).to_string()),
+        ("csv", "text/csv", csv),
+    ]
+}
+
+fn invoke(url: &str, content_type: &str, body: &str) -> Value {
+    let answer =
+        common::http_client().post(url).header("content-type", content_type).body(body.to_string()).send().unwrap();
+    let status = answer.status();
+    let text = answer.text().unwrap();
+    assert_eq!(status, 200, "{url}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -170,17 +246,22 @@ fn the_registered_model_loads_in_mlflow_and_follows_the_store() {
     assert_eq!(seen["tags"]["netsec.store_version"], first.as_str());
     assert_same_predictions(seen["rows"].as_array().unwrap(), &expected, &classes);
 
-    // mlflow models serve: /invocations on the same rows (JSON nulls for the blank cells).
+    // The same bodies to `mlflow models serve` and to `netsec serve`: the same predictions,
+    // and netsec's are netsec's own.
     let log = dir.path().join("serve.log");
-    let mut server = MlflowServe::start(&uri, &model, &log);
-    server.wait_ready(&log);
-    let rows: Vec<Vec<Option<f32>>> =
-        data.x.chunks(data.n_features()).map(|r| r.iter().map(|v| (!v.is_nan()).then_some(*v)).collect()).collect();
-    let body = json!({ "dataframe_split": { "columns": data.features, "data": rows } });
-    let answer: Value =
-        common::http_client().post(server.url("/invocations")).json(&body).send().unwrap().json().unwrap();
-    assert_same_predictions(answer["predictions"].as_array().unwrap(), &expected, &classes);
-    drop(server);
+    let mut mlflow = MlflowServe::start(&uri, &model, &log);
+    let netsec_serve = NetsecServe::start(dir.path());
+    mlflow.wait_ready(&log);
+    netsec_serve.wait_ready();
+    for (what, content_type, body) in invocation_bodies(&data) {
+        let from_mlflow = invoke(&mlflow.url("/invocations"), content_type, &body);
+        let from_netsec = invoke(&netsec_serve.url("/invocations"), content_type, &body);
+        assert_same_predictions(from_mlflow["predictions"].as_array().unwrap(), &expected, &classes);
+        assert_same_predictions(from_netsec["predictions"].as_array().unwrap(), &expected, &classes);
+        eprintln!("{what}: the same {} predictions from mlflow models serve and netsec serve", expected.len());
+    }
+    drop(mlflow);
+    drop(netsec_serve);
 
     // A second accepted run moves the alias; rollback and promote move it back and forth.
     let first_registered = seen["version"].as_str().unwrap().to_string();

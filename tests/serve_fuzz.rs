@@ -50,6 +50,17 @@ fn valid_json() -> String {
     format!("{{\"rows\": [{}]}}", rows.join(","))
 }
 
+/// The same rows as MLflow's `dataframe_split`.
+fn valid_invocation() -> String {
+    let csv = csv_rows(3);
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let columns: Vec<String> =
+        header.rsplit_once(',').unwrap().0.split(',').map(|c| format!("\"{}\"", c.trim_matches('"'))).collect();
+    let rows: Vec<String> = lines.map(|l| format!("[{}]", l.rsplit_once(',').unwrap().0)).collect();
+    format!("{{\"dataframe_split\": {{\"columns\": [{}], \"data\": [{}]}}}}", columns.join(","), rows.join(","))
+}
+
 /// Edits of a body: replace, insert or delete bytes at a few places, or truncate it.
 fn mutated(base: String) -> impl Strategy<Value = Vec<u8>> {
     let len = base.len();
@@ -96,7 +107,7 @@ fn accept() -> impl Strategy<Value = String> {
 }
 
 fn path() -> impl Strategy<Value = &'static str> {
-    prop_oneof![Just("/predict"), Just("/predict/json"), Just("/train"), Just("/nowhere")]
+    prop_oneof![Just("/predict"), Just("/predict/json"), Just("/invocations"), Just("/train"), Just("/nowhere")]
 }
 
 proptest! {
@@ -111,6 +122,12 @@ proptest! {
     #[test]
     fn mutated_json_never_gets_a_5xx(body in mutated(valid_json()), accept in accept()) {
         let status = send("/predict/json", "application/json", &accept, body);
+        prop_assert!(status < 500, "status {}", status);
+    }
+
+    #[test]
+    fn mutated_invocations_never_get_a_5xx(body in mutated(valid_invocation())) {
+        let status = send("/invocations", "application/json", "", body);
         prop_assert!(status < 500, "status {}", status);
     }
 
@@ -142,6 +159,7 @@ fn the_server_still_answers_after_the_storm() {
     }
     assert_eq!(send("/predict", "text/csv", "text/csv", valid_csv().into_bytes()), 200);
     assert_eq!(send("/predict/json", "application/json", "", valid_json().into_bytes()), 200);
+    assert_eq!(send("/invocations", "application/json", "", valid_invocation().into_bytes()), 200);
     let health = shared.client.get(shared.server.url("/health")).send().unwrap();
     assert_eq!(health.status(), 200);
 }

@@ -8,11 +8,13 @@
 //! the protocol's `{"error": "..."}` with a 4xx. The binary tensor extension is not supported:
 //! a request using it is refused with what to send instead.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -96,16 +98,20 @@ async fn infer_checked(state: Arc<AppState>, name: &str, request: Request) -> Re
     let model = loaded(&state)?;
     let options = &state.options;
     let bytes = body::read(body, &parts.headers, options.body_limit, options.body_timeout).await?;
-    let request: InferRequest = serde_json::from_slice(&bytes)
+    let mut request: InferRequest = serde_json::from_slice(&bytes)
         .map_err(|e| OipError::bad_request(format!("the body is not an inference request: {e}")))?;
     let data = request.dataset(&model, options.max_rows)?;
     let predictions = predict::predict(&model, &data)?;
     let outputs = request.outputs(&predictions)?;
-    let mut body = json!({"model_name": MODEL_NAME, "model_version": model.version, "outputs": outputs});
-    if let Some(id) = request.id {
-        body["id"] = Value::String(id);
+    // Written out rather than built as a `Value`, which would cost a one-row request a tenth
+    // of its throughput.
+    let mut body = String::with_capacity(128 + outputs.len());
+    let _ = write!(body, "{{\"model_name\":\"{MODEL_NAME}\",\"model_version\":{}", Value::from(model.version.as_str()));
+    if let Some(id) = &request.id {
+        let _ = write!(body, ",\"id\":{}", Value::from(id.as_str()));
     }
-    Ok(answer(StatusCode::OK, &body))
+    let _ = write!(body, ",\"outputs\":[{outputs}]}}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Only `netsec` is served.
@@ -151,7 +157,92 @@ struct InputTensor {
     datatype: String,
     #[serde(default)]
     parameters: Option<Value>,
-    data: Value,
+    data: TensorData,
+}
+
+/// A tensor's `data`, nested arrays of numbers, flattened row-major as it is read (no
+/// `Value` tree); the first thing that is not a number is kept as the problem.
+#[derive(Default)]
+struct TensorData {
+    values: Vec<f32>,
+    not_a_number: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for TensorData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut data = TensorData::default();
+        Flatten(&mut data).deserialize(deserializer)?;
+        Ok(data)
+    }
+}
+
+struct Flatten<'a>(&'a mut TensorData);
+
+impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Flatten<'_> {
+    fn number(self, v: f64) {
+        self.0.values.push(v as f32);
+    }
+
+    fn other(self, what: impl FnOnce() -> String) {
+        self.0.not_a_number.get_or_insert_with(what);
+    }
+}
+
+impl<'de> Visitor<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("numbers in nested arrays")
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.number(v as f64);
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.number(v as f64);
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.number(v);
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.other(|| Value::from(v).to_string());
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.other(|| v.to_string());
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.other(|| "null".into());
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.other(|| "an object".into());
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
@@ -168,13 +259,13 @@ fn wants_binary(parameters: &Option<Value>) -> bool {
 
 impl InferRequest {
     /// The rows the inputs carry, checked against the model's schema.
-    fn dataset(&self, model: &ServedModel, max_rows: usize) -> Result<Dataset, OipError> {
+    fn dataset(&mut self, model: &ServedModel, max_rows: usize) -> Result<Dataset, OipError> {
         if self.inputs.iter().any(|i| wants_binary(&i.parameters)) {
             return Err(binary_refused());
         }
         let schema = &model.file.schema;
         let n_features = schema.n_features();
-        let x = match self.inputs.as_slice() {
+        let x = match self.inputs.as_mut_slice() {
             [one] if one.name == INPUT => {
                 let values = one.values(&[None, Some(n_features)], "inputs[0]")?;
                 check_rows(values.len() / n_features.max(1), max_rows)?;
@@ -198,10 +289,10 @@ impl InferRequest {
     }
 
     /// One input per feature, each of shape [n] or [n, 1], interleaved into rows.
-    fn by_feature(&self, model: &ServedModel, max_rows: usize) -> Result<Vec<f32>, OipError> {
+    fn by_feature(&mut self, model: &ServedModel, max_rows: usize) -> Result<Vec<f32>, OipError> {
         let n_features = model.file.schema.n_features();
         let mut columns: Vec<Option<Vec<f32>>> = vec![None; n_features];
-        for (at, input) in self.inputs.iter().enumerate() {
+        for (at, input) in self.inputs.iter_mut().enumerate() {
             let field = format!("inputs[{at}]");
             let Some(&j) = model.feature_index.get(&input.name) else {
                 return Err(OipError::bad_request(format!(
@@ -237,8 +328,9 @@ impl InferRequest {
         Ok((0..rows).flat_map(|i| columns.iter().map(move |c| c[i])).collect())
     }
 
-    /// The requested outputs (both when none is named), in the order asked.
-    fn outputs(&self, predictions: &[(i64, f64)]) -> Result<Vec<Value>, OipError> {
+    /// The requested outputs (both when none is named), in the order asked, as the JSON
+    /// array's items.
+    fn outputs(&self, predictions: &[(i64, f64)]) -> Result<String, OipError> {
         if self.outputs.iter().any(|o| wants_binary(&o.parameters)) {
             return Err(binary_refused());
         }
@@ -247,23 +339,43 @@ impl InferRequest {
             requested => requested.iter().map(|o| o.name.as_str()).collect(),
         };
         let n = predictions.len();
-        names
-            .iter()
-            .enumerate()
-            .map(|(at, name)| match *name {
-                LABEL => Ok(json!({"name": LABEL, "datatype": "INT64", "shape": [n],
-                    "data": predictions.iter().map(|(label, _)| *label).collect::<Vec<_>>()})),
-                PROBABILITIES => {
-                    // The model gives the probability of the second class; the first is the rest.
-                    let data: Vec<f64> = predictions.iter().flat_map(|&(_, p)| [1.0 - p, p]).collect();
-                    Ok(json!({"name": PROBABILITIES, "datatype": "FP64", "shape": [n, 2], "data": data}))
+        let mut out = String::with_capacity(128 + n * 64);
+        for (at, name) in names.iter().enumerate() {
+            let comma = if at == 0 { "" } else { "," };
+            match *name {
+                LABEL => {
+                    let _ =
+                        write!(out, "{comma}{{\"name\":\"{LABEL}\",\"datatype\":\"INT64\",\"shape\":[{n}],\"data\":");
+                    write_numbers(&mut out, predictions.iter().map(|(label, _)| *label));
                 }
-                other => Err(OipError::bad_request(format!(
-                    "outputs[{at}].name: no output `{other}`; the outputs are `{LABEL}` and `{PROBABILITIES}`"
-                ))),
-            })
-            .collect()
+                PROBABILITIES => {
+                    let _ = write!(
+                        out,
+                        "{comma}{{\"name\":\"{PROBABILITIES}\",\"datatype\":\"FP64\",\"shape\":[{n},2],\"data\":"
+                    );
+                    // The model gives the probability of the second class; the first is the rest.
+                    write_numbers(&mut out, predictions.iter().flat_map(|&(_, p)| [1.0 - p, p]));
+                }
+                other => {
+                    return Err(OipError::bad_request(format!(
+                        "outputs[{at}].name: no output `{other}`; the outputs are `{LABEL}` and `{PROBABILITIES}`"
+                    )))
+                }
+            }
+            out.push('}');
+        }
+        Ok(out)
     }
+}
+
+/// `[a,b,...]`: finite numbers, as JSON writes them.
+fn write_numbers<T: std::fmt::Display>(out: &mut String, numbers: impl Iterator<Item = T>) {
+    out.push('[');
+    for (i, number) in numbers.enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        let _ = write!(out, "{comma}{number}");
+    }
+    out.push(']');
 }
 
 fn check_rows(rows: usize, max_rows: usize) -> Result<(), OipError> {
@@ -280,7 +392,7 @@ fn check_rows(rows: usize, max_rows: usize) -> Result<(), OipError> {
 impl InputTensor {
     /// The tensor's values, row-major, after checking its datatype, that its shape fits
     /// `expected` (None: any size) and that its data holds exactly as many numbers.
-    fn values(&self, expected: &[Option<usize>], field: &str) -> Result<Vec<f32>, OipError> {
+    fn values(&mut self, expected: &[Option<usize>], field: &str) -> Result<Vec<f32>, OipError> {
         const NUMERIC: [&str; 10] =
             ["FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32"];
         if !NUMERIC.contains(&self.datatype.as_str()) {
@@ -299,8 +411,10 @@ impl InputTensor {
                 wanted.join(", ")
             )));
         }
-        let mut values = Vec::new();
-        flatten(&self.data, &mut values, &format!("{field}.data"))?;
+        if let Some(what) = &self.data.not_a_number {
+            return Err(OipError::bad_request(format!("{field}.data: {what} is not a number")));
+        }
+        let values = std::mem::take(&mut self.data.values);
         let size: i64 = self.shape.iter().product();
         if values.len() as i64 != size {
             return Err(OipError::bad_request(format!(
@@ -310,18 +424,6 @@ impl InputTensor {
             )));
         }
         Ok(values)
-    }
-}
-
-/// Nested arrays of numbers, row-major.
-fn flatten(data: &Value, into: &mut Vec<f32>, field: &str) -> Result<(), OipError> {
-    match data {
-        Value::Array(items) => items.iter().try_for_each(|item| flatten(item, into, field)),
-        Value::Number(number) => {
-            into.push(number.as_f64().unwrap_or(f64::NAN) as f32);
-            Ok(())
-        }
-        other => Err(OipError::bad_request(format!("{field}: {other} is not a number"))),
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::reload::ModelSlot;
 
 /// The routes, as the router names them; anything else (404s) is counted as `unmatched`.
-pub const ROUTES: [&str; 18] = [
+pub const ROUTES: [&str; 21] = [
     "/",
     "/predict",
     "/predict/json",
@@ -21,6 +21,9 @@ pub const ROUTES: [&str; 18] = [
     "/ready",
     "/model",
     "/metrics",
+    "/invocations",
+    "/ping",
+    "/version",
     "/v2",
     "/v2/health/live",
     "/v2/health/ready",

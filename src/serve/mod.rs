@@ -15,6 +15,7 @@ mod answer;
 mod body;
 mod error;
 mod inference;
+mod invocations;
 mod json_rows;
 mod listener;
 mod metrics;

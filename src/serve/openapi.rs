@@ -160,6 +160,28 @@ fn paths() -> Value {
                 "415": oip_error("The Content-Type is not JSON"),
                 "503": oip_error("No model loaded yet")},
         }},
+        "/invocations": {"post": {
+            "summary": "MLflow's scoring protocol (as `mlflow models serve` answers it)",
+            "operationId": "mlflowInvocations",
+            "description": "JSON with one of `dataframe_split`, `dataframe_records`, `instances` or `inputs` (and an \
+                            optional `params`, ignored: the model takes none), or a CSV with a header. Cells are codes or \
+                            null (missing); columns outside the schema are ignored. The answer is the registered MLflow \
+                            model's: a record per row with `label` and the probability of each class.",
+            "requestBody": {"required": true, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/MlflowRequest"}},
+                "text/csv": {"schema": csv.clone()}}},
+            "responses": {"200": {"description": "The predictions", "content": json_body("MlflowPredictions")},
+                "400": mlflow_error("Malformed request: the message names the field"),
+                "408": mlflow_error("The body did not arrive within the body timeout"),
+                "413": mlflow_error("The body or the number of rows is over the limit"),
+                "415": mlflow_error("The Content-Type is neither JSON nor CSV"),
+                "503": mlflow_error("No model loaded yet")},
+        }},
+        "/ping": {"get": {"summary": "MLflow's health check", "operationId": "mlflowPing",
+            "responses": {"200": {"description": "A model is loaded", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "404": {"description": "No model is loaded yet (as MLflow answers)", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/version": {"get": {"summary": "The server's version", "operationId": "mlflowVersion",
+            "responses": {"200": {"description": "netsec's version", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "responses": {"200": {"description": "OpenAPI 3.0",
             "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         "/docs": {"get": {"summary": "This document as a web page", "operationId": "docs", "responses": {"200": {"description": "HTML",
@@ -170,6 +192,11 @@ fn paths() -> Value {
 /// A JSON body of the schema `name` in components.
 fn json_body(name: &str) -> Value {
     json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}})
+}
+
+/// An MLflow scoring error answer.
+fn mlflow_error(why: &str) -> Value {
+    json!({"description": why, "content": json_body("MlflowError")})
 }
 
 /// An Open Inference Protocol error answer.
@@ -205,6 +232,13 @@ fn schemas(schema: &Schema) -> Value {
     codes.sort_unstable();
     codes.dedup();
     let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut prediction_columns = vec![crate::onnx::LABEL.to_string()];
+    prediction_columns.extend(schema.target.values.iter().map(|&c| crate::onnx::probability_column(c)));
+    let mut prediction_properties = serde_json::Map::new();
+    prediction_properties.insert(crate::onnx::LABEL.into(), json!({"type": "integer", "description": "A label value"}));
+    for column in &prediction_columns[1..] {
+        prediction_properties.insert(column.clone(), json!({"type": "number", "minimum": 0, "maximum": 1}));
+    }
     json!({
         "RowObject": {"type": "object", "required": names, "properties": object_properties, "additionalProperties": false},
         "RowArray": {"type": "array", "minItems": n, "maxItems": n, "description": "The features in schema order",
@@ -263,6 +297,16 @@ fn schemas(schema: &Schema) -> Value {
                 "shape": {"type": "array", "items": {"type": "integer"}},
                 "data": {"type": "array", "items": {"type": "number"}}}}}}},
         "OipError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        // MLflow's scoring server ignores keys and columns it does not know; so does netsec.
+        "MlflowRecord": {"type": "object", "required": names, "properties": properties,
+            "description": "Keyed by column; columns outside the schema are ignored"},
+        "MlflowRow": {"oneOf": [{"$ref": "#/components/schemas/MlflowRecord"}, {"$ref": "#/components/schemas/RowArray"}]},
+        "MlflowRequest": {"oneOf": mlflow_formats(&names)},
+        "MlflowPredictions": {"type": "object", "required": ["predictions"], "properties": {
+            "predictions": {"type": "array", "items": {"type": "object", "required": prediction_columns,
+                "properties": prediction_properties}}}},
+        "MlflowError": {"type": "object", "required": ["error_code", "message"], "properties": {
+            "error_code": {"type": "string"}, "message": {"type": "string"}}},
         "TrainRun": {"type": "object", "required": ["id", "state", "started_at"], "properties": {
             "id": {"type": "string"},
             "state": {"type": "string", "enum": ["running", "succeeded", "failed"]},
@@ -290,6 +334,32 @@ fn schemas(schema: &Schema) -> Value {
             "schema": {"type": "object"},
         }},
     })
+}
+
+/// The four JSON forms of `/invocations`: each has its key and none of the others' (MLflow
+/// refuses a body with two), plus an optional `params`; other keys are ignored, as MLflow's.
+fn mlflow_formats(names: &[&str]) -> Vec<Value> {
+    let rows = |items: &str| json!({"type": "array", "minItems": 1, "items": {"$ref": format!("#/components/schemas/{items}")}});
+    let forms = [
+        (
+            "dataframe_split",
+            json!({"type": "object", "required": ["columns", "data"], "properties": {
+            "columns": {"type": "array", "items": {"type": "string"}, "enum": [names]},
+            "data": rows("RowArray")}}),
+        ),
+        ("dataframe_records", rows("MlflowRecord")),
+        ("instances", rows("MlflowRow")),
+        ("inputs", rows("MlflowRow")),
+    ];
+    forms
+        .iter()
+        .map(|(key, body)| {
+            let others: Vec<Value> =
+                forms.iter().filter(|(k, _)| k != key).map(|(k, _)| json!({"required": [k]})).collect();
+            json!({"type": "object", "required": [key], "not": {"anyOf": others}, "properties": {
+                *key: body, "params": {"type": "object", "nullable": true, "description": "Ignored: the model takes no parameters"}}})
+        })
+        .collect()
 }
 
 /// The document as a readable page: each operation with its request types and answers.

@@ -47,8 +47,18 @@ async fn handle(state: Arc<AppState>, request: Request, accepted: &[&str]) -> Re
     };
     let inline = bytes.len() <= options.inline_body_limit;
     let job = Job { state: state.clone(), model, name, bytes, kind_is_json, format };
+    off_the_runtime(&state, inline, move || job.run()).await
+}
+
+/// Runs `score` on this task when the body is small (`inline`), else on rayon's pool in the
+/// request's turn (see `AppState::scoring`), so that a large body never holds a tokio worker.
+pub(super) async fn off_the_runtime(
+    state: &AppState,
+    inline: bool,
+    score: impl FnOnce() -> Result<Response, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
     if inline {
-        return job.run();
+        return score();
     }
     // The turn ends with the scoring, even when the client has gone meanwhile.
     let turn = state.scoring.clone().acquire_owned().await.map_err(|e| ApiError::internal(&anyhow::Error::from(e)))?;
@@ -56,13 +66,13 @@ async fn handle(state: Arc<AppState>, request: Request, accepted: &[&str]) -> Re
     rayon::spawn(move || {
         let _turn = turn;
         // A panic in a rayon task would abort the process: it becomes this request's 500.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(score));
         let _ = answer.send(outcome.unwrap_or_else(|_| Err(ApiError::internal(&anyhow::anyhow!("scoring panicked")))));
     });
     answered.await.map_err(|e| ApiError::internal(&anyhow::Error::from(e)))?
 }
 
-fn not_ready() -> ApiError {
+pub(super) fn not_ready() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded yet")
         .hint("train one (POST /train, or `netsec pipeline`) or promote a version in the model store")
 }
@@ -94,7 +104,7 @@ impl Job {
 /// CSV rows with the model's schema, as `netsec predict` reads them (the label column is
 /// optional), except that extra columns are refused rather than dropped: a client sending
 /// them has most likely mixed up its files.
-fn parse_csv(model: &ServedModel, name: &str, bytes: &[u8], max_rows: usize) -> Result<Dataset, ApiError> {
+pub(super) fn parse_csv(model: &ServedModel, name: &str, bytes: &[u8], max_rows: usize) -> Result<Dataset, ApiError> {
     let (data, extra) = source::parse_csv_bytes(&model.file.schema, name, bytes, Labels::Optional).map_err(|e| {
         let missing =
             e.problem.strip_prefix("missing columns: ").map(|list| list.split(", ").map(String::from).collect());
@@ -145,7 +155,7 @@ fn classify(model: &Model, rows: &[f32]) -> (Vec<u8>, Vec<f64>) {
     (classes, probabilities)
 }
 
-fn count(metrics: &Metrics, model: &ServedModel, predictions: &[(i64, f64)]) {
+pub(super) fn count(metrics: &Metrics, model: &ServedModel, predictions: &[(i64, f64)]) {
     let positives = predictions.iter().filter(|(label, _)| *label == model.positive).count() as u64;
     let negative = model.file.preprocessor.classes[0];
     metrics.count_predictions(&[(model.positive, positives), (negative, predictions.len() as u64 - positives)]);

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use super::reload::ModelSlot;
 use super::train::Trainer;
-use super::{inference, openapi, page, predict, train, Options};
+use super::{inference, invocations, openapi, page, predict, train, Options};
 
 /// What every handler shares.
 pub struct AppState {
@@ -54,6 +54,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .route("/model", get(model))
         .route("/metrics", get(metrics))
+        .route("/invocations", post(invocations::invocations))
+        .route("/ping", get(invocations::ping))
+        .route("/version", get(invocations::version))
         .route("/v2", get(inference::server_metadata))
         .route("/v2/health/live", get(inference::live))
         .route("/v2/health/ready", get(inference::server_ready))

@@ -35,7 +35,8 @@ pub enum Suite {
     /// `netsec serve` under wrk: one-row and 1,000-row CSV uploads, then memory over a
     /// longer run; the model is made by one `netsec pipeline` run.
     Serve {
-        /// Seconds of each throughput run.
+        /// Seconds of each throughput run (the one-row protocol comparison runs five
+        /// interleaved rounds of half that per route).
         #[arg(long, default_value_t = 10)]
         seconds: u32,
         /// Seconds of the memory run.
