@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::error::InputError;
+use crate::stats::drift::{Correction, Method};
 
 /// The prefix of every environment override.
 const ENV_PREFIX: &str = "NETSEC";
@@ -75,10 +76,25 @@ pub struct TransformConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidationConfig {
-    /// A column drifts when its KS p-value is below this.
+    /// A column tested by a p-value (chi2, z, ks) drifts when its corrected p-value is below
+    /// this; report.yaml's KS verdicts use it too.
     pub drift_p_value: f64,
-    /// Fail the run on drift instead of warning.
+    /// The split drifts when at least this share of the columns drifts.
+    pub drift_share: f64,
+    /// Fail the run when the split drifts, instead of warning.
     pub fail_on_drift: bool,
+    pub drift: DriftConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    /// `auto` (as Evidently chooses: see `stats::drift`), or one method for every column.
+    pub method: Method,
+    /// Across the columns tested by a p-value.
+    pub correction: Correction,
+    /// A column measured by a distance (jensenshannon, psi, wasserstein) drifts at or above this.
+    pub distance_threshold: f64,
 }
 
 impl Default for Config {
@@ -110,7 +126,13 @@ impl Default for TransformConfig {
 
 impl Default for ValidationConfig {
     fn default() -> Self {
-        ValidationConfig { drift_p_value: 0.05, fail_on_drift: false }
+        ValidationConfig { drift_p_value: 0.05, drift_share: 0.5, fail_on_drift: false, drift: DriftConfig::default() }
+    }
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        DriftConfig { method: Method::Auto, correction: Correction::BenjaminiHochberg, distance_threshold: 0.1 }
     }
 }
 
@@ -237,6 +259,12 @@ impl Config {
         if !(self.validation.drift_p_value > 0.0 && self.validation.drift_p_value < 1.0) {
             return bad("validation.drift_p_value", "must be between 0 and 1 (exclusive)");
         }
+        if !(self.validation.drift_share > 0.0 && self.validation.drift_share <= 1.0) {
+            return bad("validation.drift_share", "must be above 0 and at most 1");
+        }
+        if !(self.validation.drift.distance_threshold > 0.0 && self.validation.drift.distance_threshold.is_finite()) {
+            return bad("validation.drift.distance_threshold", "must be a number above 0");
+        }
         if self.train.folds < 2 {
             return bad("train.folds", "must be at least 2");
         }
@@ -333,6 +361,8 @@ mod tests {
             "NETSEC_SPLIT_STRATEGY" => Some("random".to_string()),
             "NETSEC_SOURCE" => Some("2024".to_string()),
             "NETSEC_VALIDATION_FAIL_ON_DRIFT" => Some("true".to_string()),
+            "NETSEC_VALIDATION_DRIFT_METHOD" => Some("chi2".to_string()),
+            "NETSEC_VALIDATION_DRIFT_CORRECTION" => Some("bonferroni".to_string()),
             "NETSEC_TRAIN_MODELS" => Some("{decision_tree: {criterion: [gini]}}".to_string()),
             _ => None,
         };
@@ -341,6 +371,10 @@ mod tests {
         assert_eq!(config.split.strategy, SplitStrategy::Random);
         assert_eq!(config.source, "2024");
         assert!(config.validation.fail_on_drift);
+        assert_eq!(
+            (config.validation.drift.method, config.validation.drift.correction),
+            (Method::Chi2, Correction::Bonferroni)
+        );
         assert_eq!(config.train.models.len(), 1);
         let bad = Config::default().with_env(|n| (n == "NETSEC_SPLIT_SEED").then(|| "x".into()));
         let message = bad.unwrap_err().to_string();
@@ -352,5 +386,11 @@ mod tests {
         let mut config = Config::default();
         config.split.test_ratio = 1.5;
         assert!(config.check().unwrap_err().to_string().contains("split.test_ratio"));
+        let mut config = Config::default();
+        config.validation.drift_share = 0.0;
+        assert!(config.check().unwrap_err().to_string().contains("validation.drift_share"));
+        let unknown = Config::default().with_env(|n| (n == "NETSEC_VALIDATION_DRIFT_METHOD").then(|| "anova".into()));
+        let message = unknown.unwrap_err().to_string();
+        assert!(message.contains("jensenshannon"), "the error lists the methods: {message}");
     }
 }

@@ -441,13 +441,7 @@ fn render_validation(out: &mut String, v: &ValidationReport) {
         "leakage     {} of {} test rows also occur in train; {} feature vectors carry both labels",
         v.leakage.test_rows_in_train, v.leakage.test_rows, v.leakage.conflicting_feature_vectors
     );
-    let _ = writeln!(
-        out,
-        "drift       {} of {} columns drift (KS p-value < {})",
-        v.drifted_columns().len(),
-        v.drift.len(),
-        v.drift_threshold
-    );
+    let _ = writeln!(out, "drift       {}", v.drift_summary());
     out.push_str(&validate::drift_table(v));
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{netsec, netsec_command};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn pipeline_json(dir: &Path, extra: &[&str]) -> Value {
     let source = common::phishing_csv();
@@ -84,8 +84,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// `random` reproduces `train_test_split(test_size=0.2, random_state=42)` row for row, and
-/// the drift p-values of every column equal scipy's `ks_2samp` on that split.
+/// `random` reproduces `train_test_split(test_size=0.2, random_state=42)` row for row; on that
+/// split the KS p-values of report.yaml equal scipy's `ks_2samp`, and the drift method (the
+/// Jensen–Shannon distance: more than 1,000 reference rows of three codes) equals scipy's
+/// `jensenshannon` on the code shares.
 #[test]
 fn the_random_split_and_drift_p_values_match_scikit_learn_and_scipy() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,6 +98,7 @@ fn the_random_split_and_drift_p_values_match_scikit_learn_and_scipy() {
 import sys, json
 import pandas as pd
 from scipy.stats import ks_2samp
+from scipy.spatial.distance import jensenshannon
 from sklearn.model_selection import train_test_split
 source, train_csv, test_csv = sys.stdin.read().split()
 df = pd.read_csv(source)
@@ -103,7 +106,11 @@ train, test = train_test_split(df, test_size=0.2, random_state=42)
 ours_train, ours_test = pd.read_csv(train_csv), pd.read_csv(test_csv)
 same = train.reset_index(drop=True).equals(ours_train) and test.reset_index(drop=True).equals(ours_test)
 p = {c: ks_2samp(ours_train[c], ours_test[c]) for c in df.columns[:-1]}
-print(json.dumps({"same_split": bool(same), "p": {c: [r.statistic, r.pvalue] for c, r in p.items()}}))
+def js(a, b):
+    keys = sorted(set(a) | set(b))
+    return float(jensenshannon([(a == k).mean() for k in keys], [(b == k).mean() for k in keys]))
+d = {c: js(ours_train[c], ours_test[c]) for c in df.columns[:-1]}
+print(json.dumps({"same_split": bool(same), "p": {c: [r.statistic, r.pvalue] for c, r in p.items()}, "js": d}))
 "#;
     let stdin = format!(
         "{} {} {}",
@@ -116,9 +123,13 @@ print(json.dumps({"same_split": bool(same), "p": {c: [r.statistic, r.pvalue] for
     for drift in summary["validation"]["drift"].as_array().unwrap() {
         let column = drift["column"].as_str().unwrap();
         let expected = &oracle["p"][column];
-        let (ours, theirs) = (drift["p_value"].as_f64().unwrap(), expected[1].as_f64().unwrap());
+        let (ours, theirs) = (drift["ks"]["p_value"].as_f64().unwrap(), expected[1].as_f64().unwrap());
         assert_close(ours, theirs, column);
-        assert!((drift["statistic"].as_f64().unwrap() - expected[0].as_f64().unwrap()).abs() < 1e-12, "{column}");
+        assert!((drift["ks"]["statistic"].as_f64().unwrap() - expected[0].as_f64().unwrap()).abs() < 1e-12, "{column}");
+        assert_eq!(drift["method"], "jensenshannon", "{column}");
+        let (ours, theirs) = (drift["statistic"].as_f64().unwrap(), oracle["js"][column].as_f64().unwrap());
+        assert!((ours - theirs).abs() < 1e-12, "{column}: netsec {ours} vs scipy {theirs}");
+        assert_eq!(drift["drift_status"], ours >= 0.1, "{column}");
     }
 }
 
@@ -195,13 +206,15 @@ fn arff_reads_like_csv() {
     assert_eq!(store("from-arff"), store("from-csv"));
 }
 
-/// Synthetic data with drift in its last rows: an ordered split sees it; fail_on_drift fails.
+/// Synthetic data with drift in its last rows: an ordered split sees it in most columns, so
+/// the split drifts and fail_on_drift fails; on the shared data's grouped split no column
+/// drifts (the KS tests flagged two of them).
 #[test]
 fn drift_warns_or_fails_as_configured() {
     let dir = tempfile::tempdir().unwrap();
     netsec(
         dir.path(),
-        &["data", "synth", "--rows", "3000", "--seed", "3", "--drift", "0.3", "--output", "drifted.csv"],
+        &["data", "synth", "--rows", "3000", "--seed", "3", "--drift", "0.5", "--output", "drifted.csv"],
     );
     let summary: Value = serde_json::from_slice(
         &netsec(dir.path(), &["--log-format", "json", "pipeline", "--source", "drifted.csv", "--split", "ordered"])
@@ -211,6 +224,7 @@ fn drift_warns_or_fails_as_configured() {
     let drifted =
         summary["validation"]["drift"].as_array().unwrap().iter().filter(|d| d["drift_status"] == true).count();
     assert!(drifted >= 20, "strong drift in most columns, saw {drifted}");
+    assert_eq!(summary["validation"]["dataset_drift"], true);
 
     let output = netsec_command(dir.path(), &["pipeline", "--source", "drifted.csv", "--split", "ordered"])
         .env("NETSEC_VALIDATION_FAIL_ON_DRIFT", "true")
@@ -219,4 +233,8 @@ fn drift_warns_or_fails_as_configured() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("drift between train and test") && stderr.contains("fail_on_drift"), "{stderr}");
+
+    let summary = pipeline_json(dir.path(), &[]);
+    let validation = &summary["validation"];
+    assert_eq!((&validation["dataset_drift"], &validation["drifted_share"]), (&json!(false), &json!(0.0)));
 }

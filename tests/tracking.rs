@@ -60,7 +60,7 @@ fn every_run_records_params_metrics_tags_and_artifacts_in_its_folder() {
     };
     assert_eq!(metric(&record["run"], "test_f1"), [(0, report["chosen"]["test"]["f1"].as_f64().unwrap())]);
     assert_eq!(metric(&record["run"], "cv_f1"), [(0, report["chosen"]["cv_f1"].as_f64().unwrap())]);
-    assert_eq!(metric(&record["run"], "drift_p_value/having_IP_Address").len(), 1);
+    assert_eq!(metric(&record["run"], "drift_score/having_IP_Address").len(), 1);
 
     // One entry per family; the forest's CV F1 per n_estimators as steps, equal to search.json.
     let families: Vec<&str> =

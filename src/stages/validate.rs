@@ -1,16 +1,21 @@
-//! Validate: schema, missing values, duplicates, train/test leakage, and per-column drift
-//! between train and test (two-sample Kolmogorov–Smirnov, as `scipy.stats.ks_2samp`).
+//! Validate: schema, missing values, duplicates, train/test leakage, and drift between train
+//! and test: per column by the method that fits it (see [`crate::stats::drift`]), p-values
+//! corrected across the columns, and a verdict on the split from the share of drifted columns.
+//! `report.yaml` keeps the Python original's format: a KS test per column (`scipy.stats.ks_2samp`).
 //!
-//! Schema errors fail the run. Drift warns, or fails when `validation.fail_on_drift` is set.
+//! Schema errors fail the run. Drift warns, or fails when `validation.fail_on_drift` is set and
+//! the split drifts.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Settings;
 use crate::artifacts::Run;
+use crate::config::ValidationConfig;
 use crate::dataset::{Dataset, RowMap, RowSet};
 use crate::error::InputError;
-use crate::schema::Schema;
+use crate::schema::{Column, Schema};
+use crate::stats::drift::{self, Correction, Kind, Method};
 use crate::stats::ks::{ks_2samp, KsMethod};
 
 /// The Python original's drift report: `{column: {p_value, drift_status}}`.
@@ -23,7 +28,15 @@ pub struct ValidationReport {
     pub missing: Vec<ColumnMissing>,
     pub duplicates: Duplicates,
     pub leakage: Leakage,
+    /// A tested column drifts when its corrected p-value is below this.
     pub drift_threshold: f64,
+    /// A measured column drifts when its distance is at least this.
+    pub drift_distance_threshold: f64,
+    pub drift_correction: Correction,
+    /// The split drifts when the share of drifted columns reaches this.
+    pub drift_share: f64,
+    pub drifted_share: f64,
+    pub dataset_drift: bool,
     pub drift: Vec<ColumnDrift>,
 }
 
@@ -53,21 +66,55 @@ pub struct Leakage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ColumnDrift {
     pub column: String,
+    pub method: Method,
+    /// chi2's statistic, z, KS's D, or the distance (null when infinite: a code the
+    /// reference never holds).
+    #[serde(deserialize_with = "null_as_infinity")]
+    pub statistic: f64,
+    /// For the tests (chi2, z, ks): the p-value and the one corrected across the columns.
+    pub p_value: Option<f64>,
+    pub corrected_p_value: Option<f64>,
+    /// PSI for code columns, the normed Wasserstein distance for numerical ones.
+    pub effect_size: f64,
+    pub drift_status: bool,
+    /// The original's KS test (report.yaml).
+    pub ks: KsSummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KsSummary {
     pub statistic: f64,
     pub p_value: f64,
     pub method: String,
-    pub drift_status: bool,
 }
 
 impl ValidationReport {
     pub fn drifted_columns(&self) -> Vec<&str> {
         self.drift.iter().filter(|d| d.drift_status).map(|d| d.column.as_str()).collect()
     }
+
+    /// One line: how many columns drift, by which rules, and the verdict on the split.
+    pub fn drift_summary(&self) -> String {
+        let correction = match self.drift_correction {
+            Correction::BenjaminiHochberg => "p-values corrected by Benjamini–Hochberg",
+            Correction::Bonferroni => "p-values corrected by Bonferroni",
+            Correction::None => "p-values uncorrected",
+        };
+        let verdict = if self.dataset_drift { "the split DRIFTS" } else { "the split does not drift" };
+        format!(
+            "{} of {} columns drift (p < {}, {correction}; distance ≥ {}): {verdict} (threshold {}% of the columns)",
+            self.drifted_columns().len(),
+            self.drift.len(),
+            self.drift_threshold,
+            self.drift_distance_threshold,
+            self.drift_share * 100.0
+        )
+    }
 }
 
 pub fn run(run: &mut Run, settings: &Settings, train: &Dataset, test: &Dataset) -> anyhow::Result<ValidationReport> {
     let started = std::time::Instant::now();
-    let report = validate(&settings.schema, settings.config.validation.drift_p_value, train, test);
+    let report = validate(&settings.schema, &settings.config.validation, train, test);
     run.write(REPORT_YAML, |w| write_original_yaml(w, &report))?;
     run.write(REPORT_JSON, |w| serde_json::to_writer_pretty(w, &report).map_err(Into::into))?;
     if !report.schema_errors.is_empty() {
@@ -77,8 +124,15 @@ pub fn run(run: &mut Run, settings: &Settings, train: &Dataset, test: &Dataset) 
     }
     let drifted = report.drifted_columns();
     if !drifted.is_empty() {
-        let message = format!("drift between train and test in {} column(s): {}", drifted.len(), drifted.join(", "));
-        if settings.config.validation.fail_on_drift {
+        let verdict = if report.dataset_drift { "the split drifts" } else { "the split does not drift" };
+        let message = format!(
+            "drift between train and test in {} of {} columns ({verdict}: threshold {:.0}%): {}",
+            drifted.len(),
+            report.drift.len(),
+            report.drift_share * 100.0,
+            drifted.join(", ")
+        );
+        if report.dataset_drift && settings.config.validation.fail_on_drift {
             return Err(InputError::new(message).hint("validation.fail_on_drift is set; unset it to only warn").into());
         }
         tracing::warn!("{message}");
@@ -87,7 +141,7 @@ pub fn run(run: &mut Run, settings: &Settings, train: &Dataset, test: &Dataset) 
     Ok(report)
 }
 
-pub fn validate(schema: &Schema, threshold: f64, train: &Dataset, test: &Dataset) -> ValidationReport {
+pub fn validate(schema: &Schema, config: &ValidationConfig, train: &Dataset, test: &Dataset) -> ValidationReport {
     let schema_errors = [("train", train), ("test", test)]
         .into_iter()
         .flat_map(|(side, data)| schema_problems(schema, data).into_iter().map(move |p| format!("{side}: {p}")))
@@ -99,30 +153,80 @@ pub fn validate(schema: &Schema, threshold: f64, train: &Dataset, test: &Dataset
         .enumerate()
         .map(|(j, column)| ColumnMissing { column: column.clone(), train: train_missing[j], test: test_missing[j] })
         .collect();
-    let drift = (0..train.n_features())
-        .into_par_iter()
-        .map(|j| {
-            let result = ks_2samp(&train.column_values(j), &test.column_values(j));
-            ColumnDrift {
-                column: train.features[j].clone(),
-                statistic: result.statistic,
-                p_value: result.p_value,
-                method: match result.method {
-                    KsMethod::Exact => "exact".into(),
-                    KsMethod::Asymptotic => "asymptotic".into(),
-                },
-                drift_status: result.p_value < threshold,
-            }
-        })
-        .collect();
+    let drift = column_drift(schema, config, train, test);
+    let drifted = drift.iter().filter(|d| d.drift_status).count();
+    let drifted_share = if drift.is_empty() { 0.0 } else { drifted as f64 / drift.len() as f64 };
     ValidationReport {
         schema_errors,
         missing,
         duplicates: Duplicates { train: train.duplicate_rows(), test: test.duplicate_rows() },
         leakage: leakage(train, test),
-        drift_threshold: threshold,
+        drift_threshold: config.drift_p_value,
+        drift_distance_threshold: config.drift.distance_threshold,
+        drift_correction: config.drift.correction,
+        drift_share: config.drift_share,
+        drifted_share,
+        dataset_drift: drifted > 0 && drifted_share >= config.drift_share,
         drift,
     }
+}
+
+/// Every feature compared by its method, then the p-values corrected together.
+fn column_drift(schema: &Schema, config: &ValidationConfig, train: &Dataset, test: &Dataset) -> Vec<ColumnDrift> {
+    let mut drift: Vec<ColumnDrift> = (0..train.n_features())
+        .into_par_iter()
+        .map(|j| {
+            let (reference, current) = (train.column_values(j), test.column_values(j));
+            let kind = schema.columns.get(j).map_or(Kind::Numerical, kind);
+            let outcome = drift::compare(config.drift.method, kind, &reference, &current);
+            let ks = ks_2samp(&without_missing(&reference), &without_missing(&current));
+            ColumnDrift {
+                column: train.features[j].clone(),
+                method: outcome.method,
+                statistic: outcome.statistic,
+                p_value: outcome.p_value,
+                corrected_p_value: None,
+                effect_size: outcome.effect_size,
+                drift_status: !outcome.method.is_test() && outcome.statistic >= config.drift.distance_threshold,
+                ks: KsSummary {
+                    statistic: ks.statistic,
+                    p_value: ks.p_value,
+                    method: match ks.method {
+                        KsMethod::Exact => "exact".into(),
+                        KsMethod::Asymptotic => "asymptotic".into(),
+                    },
+                },
+            }
+        })
+        .collect();
+    let tested: Vec<usize> = (0..drift.len()).filter(|&j| drift[j].p_value.is_some()).collect();
+    let raw: Vec<f64> = tested.iter().filter_map(|&j| drift[j].p_value).collect();
+    for (&j, corrected) in tested.iter().zip(drift::correct(&raw, config.drift.correction)) {
+        let d = &mut drift[j];
+        d.corrected_p_value = Some(corrected);
+        // Evidently's KS drifts at p <= threshold, its other tests at p < threshold.
+        d.drift_status =
+            if d.method == Method::Ks { corrected <= config.drift_p_value } else { corrected < config.drift_p_value };
+    }
+    drift
+}
+
+/// JSON has no infinity (serde_json writes null), so null reads back as one.
+fn null_as_infinity<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
+}
+
+/// Codes are categories (Evidently takes integer columns with at most 10 values as categorical).
+fn kind(column: &Column) -> Kind {
+    if column.values.len() <= 10 {
+        Kind::Categorical
+    } else {
+        Kind::Numerical
+    }
+}
+
+fn without_missing(values: &[f64]) -> Vec<f64> {
+    values.iter().copied().filter(|v| !v.is_nan()).collect()
 }
 
 /// Column names and order, and every value against the codes the schema allows.
@@ -178,8 +282,8 @@ fn write_original_yaml(out: &mut dyn std::io::Write, report: &ValidationReport) 
     let mut map = serde_yaml::Mapping::new();
     for d in &report.drift {
         let mut entry = serde_yaml::Mapping::new();
-        entry.insert("p_value".into(), d.p_value.into());
-        entry.insert("drift_status".into(), d.drift_status.into());
+        entry.insert("p_value".into(), d.ks.p_value.into());
+        entry.insert("drift_status".into(), (d.ks.p_value < report.drift_threshold).into());
         map.insert(d.column.clone().into(), entry.into());
     }
     serde_yaml::to_writer(out, &map).map_err(std::io::Error::other)
@@ -188,10 +292,22 @@ fn write_original_yaml(out: &mut dyn std::io::Write, report: &ValidationReport) 
 /// The drift table for the terminal.
 pub fn drift_table(report: &ValidationReport) -> String {
     let width = report.drift.iter().map(|d| d.column.len()).max().unwrap_or(6).max(6);
-    let mut out = format!("{:<width$}  {:>9}  {:>10}  {:<10}  drift\n", "column", "KS stat", "p-value", "method");
+    let mut out = format!(
+        "{:<width$}  {:<13}  {:>10}  {:>10}  {:>10}  {:>8}  drift\n",
+        "column", "method", "statistic", "p-value", "corrected", "PSI"
+    );
+    let p = |p: Option<f64>| p.map_or("-".to_string(), |p| format!("{p:.3e}"));
     for d in &report.drift {
         let flag = if d.drift_status { "DRIFT" } else { "-" };
-        out += &format!("{:<width$}  {:>9.4}  {:>10.3e}  {:<10}  {flag}\n", d.column, d.statistic, d.p_value, d.method);
+        out += &format!(
+            "{:<width$}  {:<13}  {:>10.4}  {:>10}  {:>10}  {:>8.4}  {flag}\n",
+            d.column,
+            d.method.name(),
+            d.statistic,
+            p(d.p_value),
+            p(d.corrected_p_value),
+            d.effect_size
+        );
     }
     out
 }

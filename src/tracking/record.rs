@@ -141,9 +141,13 @@ fn run_entry(facts: &Facts, outcome: &Outcome) -> Entry {
     }
     if let Some(validation) = facts.validation {
         for d in &validation.drift {
-            push(metrics, &format!("drift_p_value/{}", d.column), d.p_value, 0);
+            // The corrected p-value of a test, or the distance: what the column's verdict used.
+            let score = d.corrected_p_value.unwrap_or(d.statistic);
+            push(metrics, &format!("drift_score/{}", d.column), score, 0);
+            push(metrics, &format!("drift_effect_size/{}", d.column), d.effect_size, 0);
         }
         push(metrics, "drifted_columns", validation.drifted_columns().len() as f64, 0);
+        push(metrics, "dataset_drift", f64::from(u8::from(validation.dataset_drift)), 0);
     }
     if let Some(decision) = facts.decision {
         push(metrics, "gate_new_f1", decision.new_f1, 0);

@@ -1,14 +1,14 @@
 //! `report.html`: one self-contained page per run (inline styles and SVG, no script, no
 //! external asset), readable offline and safe to open from anywhere: the validation summary,
 //! the models, and the charts (CV F1 per grid point, F1 against n_estimators, confusion
-//! matrix, ROC curve, drift p-values, feature importances).
+//! matrix, ROC curve, drift per feature, feature importances).
 
 use std::fmt::Write as _;
 
 use super::svg::{self, escape, Axes, Bar, Dot, Series};
 use super::Facts;
 use crate::stages::train::TrainReport;
-use crate::stages::validate::ValidationReport;
+use crate::stages::validate::{ColumnDrift, ValidationReport};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0 auto;max-width:70rem;padding:1rem;color:#222}\
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd}\
@@ -94,28 +94,67 @@ fn validation(out: &mut String, v: &ValidationReport) {
          <tr><th class=\"l\">missing cells</th><td class=\"l\">{missing}</td></tr>\
          <tr><th class=\"l\">duplicate rows</th><td class=\"l\">{} in train, {} in test</td></tr>\
          <tr><th class=\"l\">leakage</th><td class=\"l\">{} of {} test rows also occur in train; {} feature vectors carry both labels</td></tr>\
-         <tr><th class=\"l\">drift</th><td class=\"l {}\">{} of {} columns drift (KS p-value &lt; {}){}</td></tr></table>",
+         <tr><th class=\"l\">drift</th><td class=\"l {}\">{}{}</td></tr></table>",
         escape(&schema),
         v.duplicates.train,
         v.duplicates.test,
         v.leakage.test_rows_in_train,
         v.leakage.test_rows,
         v.leakage.conflicting_feature_vectors,
-        if drifted.is_empty() { "ok" } else { "bad" },
-        drifted.len(),
-        v.drift.len(),
-        v.drift_threshold,
+        if v.dataset_drift { "bad" } else { "ok" },
+        escape(&v.drift_summary()),
         if drifted.is_empty() { String::new() } else { format!(": {}", escape(&drifted.join(", "))) }
     );
+    drift_chart(out, v);
+    drift_table(out, v);
+}
+
+/// Each feature's drift score against its threshold: the corrected p-value of a test, or the
+/// distance (one marker line when every feature is measured the same way).
+fn drift_chart(out: &mut String, v: &ValidationReport) {
+    let score = |d: &ColumnDrift| d.corrected_p_value.unwrap_or(d.statistic);
     let bars: Vec<Bar> =
-        v.drift.iter().map(|d| Bar { label: d.column.clone(), value: d.p_value, alert: d.drift_status }).collect();
-    let threshold = format!("p = {}", v.drift_threshold);
+        v.drift.iter().map(|d| Bar { label: d.column.clone(), value: score(d), alert: d.drift_status }).collect();
+    let top = bars.iter().map(|b| b.value).filter(|s| s.is_finite()).fold(0.0, f64::max);
+    let (p_line, distance_line) =
+        (format!("p = {}", v.drift_threshold), format!("distance = {}", v.drift_distance_threshold));
+    let (caption, max, marker) = if v.drift.iter().all(|d| d.method.is_test()) {
+        ("corrected p-value per feature", Some(1.0), Some((v.drift_threshold, p_line.as_str())))
+    } else if v.drift.iter().all(|d| !d.method.is_test()) {
+        let max = top.max(v.drift_distance_threshold) * 1.1;
+        ("distance per feature", Some(max), Some((v.drift_distance_threshold, distance_line.as_str())))
+    } else {
+        ("corrected p-value (tests) or distance per feature", None, None)
+    };
     figure(
         out,
         "drift",
-        "KS p-value per feature, train against test (red: drift)",
-        &svg::bars("drift p-value per feature", &bars, Some(1.0), Some((v.drift_threshold, &threshold))),
+        &format!("drift: {caption}, train against test (red: drift)"),
+        &svg::bars(&format!("drift: {caption}"), &bars, max, marker),
     );
+}
+
+/// Per feature: the method, its statistic, raw and corrected p-values, effect size, verdict.
+fn drift_table(out: &mut String, v: &ValidationReport) {
+    out.push_str(
+        "<h3>Drift per feature, train against test</h3><table><tr><th class=\"l\">feature</th><th class=\"l\">method</th>\
+         <th>statistic</th><th>p-value</th><th>corrected</th><th>effect size</th><th class=\"l\">verdict</th></tr>",
+    );
+    let p = |p: Option<f64>| p.map_or("–".to_string(), |p| format!("{p:.3e}"));
+    for d in &v.drift {
+        let (class, verdict) = if d.drift_status { ("bad", "drift") } else { ("ok", "–") };
+        let _ = write!(
+            out,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{:.4}</td><td class=\"l {class}\">{verdict}</td></tr>",
+            escape(&d.column),
+            d.method.name(),
+            d.statistic,
+            p(d.p_value),
+            p(d.corrected_p_value),
+            d.effect_size
+        );
+    }
+    out.push_str("</table>");
 }
 
 fn models(out: &mut String, facts: &Facts, t: &TrainReport) {
