@@ -61,7 +61,10 @@ fn main() {
 /// DataDriftPreset on the same frames when the harness's Python environment is there.
 fn drift_report(columns: &[(String, Vec<f64>, Vec<f64>)]) {
     let (t, _) = fastest(7, || {
-        columns.iter().map(|(_, a, b)| compare(Method::Auto, Kind::Categorical, a, b).statistic).sum::<f64>()
+        columns
+            .iter()
+            .map(|(_, a, b)| compare(Method::Auto, Kind::Categorical, a, b).map_or(0.0, |o| o.statistic))
+            .sum::<f64>()
     });
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/netsec-py/bin/python");
     let evidently = if venv.is_file() || std::env::var_os("NETSEC_PYTHON").is_some() {

@@ -38,6 +38,9 @@ pub struct ValidationReport {
     pub drifted_share: f64,
     pub dataset_drift: bool,
     pub drift: Vec<ColumnDrift>,
+    /// Features with no value on one side (all missing), left out of the drift figures.
+    #[serde(default)]
+    pub drift_not_compared: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,14 +104,18 @@ impl ValidationReport {
             Correction::None => "p-values uncorrected",
         };
         let verdict = if self.dataset_drift { "the split DRIFTS" } else { "the split does not drift" };
-        format!(
+        let mut summary = format!(
             "{} of {} columns drift (p < {}, {correction}; distance ≥ {}): {verdict} (threshold {}% of the columns)",
             self.drifted_columns().len(),
             self.drift.len(),
             self.drift_threshold,
             self.drift_distance_threshold,
             self.drift_share * 100.0
-        )
+        );
+        if !self.drift_not_compared.is_empty() {
+            summary += &format!("; not compared (no value on one side): {}", self.drift_not_compared.join(", "));
+        }
+        summary
     }
 }
 
@@ -121,6 +128,12 @@ pub fn run(run: &mut Run, settings: &Settings, train: &Dataset, test: &Dataset) 
         return Err(InputError::new(format!("schema check failed: {}", report.schema_errors.join("; ")))
             .hint("fix the data or data_schema/schema.yaml; the report is in validation/report.json")
             .into());
+    }
+    if !report.drift_not_compared.is_empty() {
+        tracing::warn!(
+            "drift not measured for {}: no value on one side of the split (all missing)",
+            report.drift_not_compared.join(", ")
+        );
     }
     let drifted = report.drifted_columns();
     if !drifted.is_empty() {
@@ -153,7 +166,7 @@ pub fn validate(schema: &Schema, config: &ValidationConfig, train: &Dataset, tes
         .enumerate()
         .map(|(j, column)| ColumnMissing { column: column.clone(), train: train_missing[j], test: test_missing[j] })
         .collect();
-    let drift = column_drift(schema, config, train, test);
+    let (drift, drift_not_compared) = column_drift(schema, config, train, test);
     let drifted = drift.iter().filter(|d| d.drift_status).count();
     let drifted_share = if drift.is_empty() { 0.0 } else { drifted as f64 / drift.len() as f64 };
     ValidationReport {
@@ -168,19 +181,28 @@ pub fn validate(schema: &Schema, config: &ValidationConfig, train: &Dataset, tes
         drifted_share,
         dataset_drift: drifted > 0 && drifted_share >= config.drift_share,
         drift,
+        drift_not_compared,
     }
 }
 
-/// Every feature compared by its method, then the p-values corrected together.
-fn column_drift(schema: &Schema, config: &ValidationConfig, train: &Dataset, test: &Dataset) -> Vec<ColumnDrift> {
-    let mut drift: Vec<ColumnDrift> = (0..train.n_features())
+/// Every feature compared by its method, then the p-values corrected together; and the
+/// features that could not be compared (no value on one side).
+fn column_drift(
+    schema: &Schema,
+    config: &ValidationConfig,
+    train: &Dataset,
+    test: &Dataset,
+) -> (Vec<ColumnDrift>, Vec<String>) {
+    let compared: Vec<Result<ColumnDrift, String>> = (0..train.n_features())
         .into_par_iter()
         .map(|j| {
             let (reference, current) = (train.column_values(j), test.column_values(j));
             let kind = schema.columns.get(j).map_or(Kind::Numerical, kind);
-            let outcome = drift::compare(config.drift.method, kind, &reference, &current);
+            let Some(outcome) = drift::compare(config.drift.method, kind, &reference, &current) else {
+                return Err(train.features[j].clone());
+            };
             let ks = ks_2samp(&without_missing(&reference), &without_missing(&current));
-            ColumnDrift {
+            Ok(ColumnDrift {
                 column: train.features[j].clone(),
                 method: outcome.method,
                 statistic: outcome.statistic,
@@ -196,9 +218,16 @@ fn column_drift(schema: &Schema, config: &ValidationConfig, train: &Dataset, tes
                         KsMethod::Asymptotic => "asymptotic".into(),
                     },
                 },
-            }
+            })
         })
         .collect();
+    let (mut drift, mut not_compared) = (Vec::new(), Vec::new());
+    for column in compared {
+        match column {
+            Ok(column) => drift.push(column),
+            Err(name) => not_compared.push(name),
+        }
+    }
     let tested: Vec<usize> = (0..drift.len()).filter(|&j| drift[j].p_value.is_some()).collect();
     let raw: Vec<f64> = tested.iter().filter_map(|&j| drift[j].p_value).collect();
     for (&j, corrected) in tested.iter().zip(drift::correct(&raw, config.drift.correction)) {
@@ -208,7 +237,7 @@ fn column_drift(schema: &Schema, config: &ValidationConfig, train: &Dataset, tes
         d.drift_status =
             if d.method == Method::Ks { corrected <= config.drift_p_value } else { corrected < config.drift_p_value };
     }
-    drift
+    (drift, not_compared)
 }
 
 /// JSON has no infinity (serde_json writes null), so null reads back as one.
@@ -216,7 +245,8 @@ fn null_as_infinity<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
 }
 
-/// Codes are categories (Evidently takes integer columns with at most 10 values as categorical).
+/// A column listing at most 10 codes in the schema is categorical. (Evidently looks at the
+/// distinct values of the current data instead; up to 5 values both choose the same method.)
 fn kind(column: &Column) -> Kind {
     if column.values.len() <= 10 {
         Kind::Categorical
@@ -294,7 +324,7 @@ pub fn drift_table(report: &ValidationReport) -> String {
     let width = report.drift.iter().map(|d| d.column.len()).max().unwrap_or(6).max(6);
     let mut out = format!(
         "{:<width$}  {:<13}  {:>10}  {:>10}  {:>10}  {:>8}  drift\n",
-        "column", "method", "statistic", "p-value", "corrected", "PSI"
+        "column", "method", "statistic", "p-value", "corrected", "effect"
     );
     let p = |p: Option<f64>| p.map_or("-".to_string(), |p| format!("{p:.3e}"));
     for d in &report.drift {
@@ -310,4 +340,36 @@ pub fn drift_table(report: &ValidationReport) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(schema: &Schema, x: Vec<f32>) -> Dataset {
+        let mut data = Dataset::new(schema.feature_names(), schema.target.name.clone());
+        data.labels = vec![1; x.len() / 2];
+        data.x = x;
+        data
+    }
+
+    /// A feature with no value on one side is named, left out of the figures, and the
+    /// report (with an infinite chi2 statistic) reads back from its JSON.
+    #[test]
+    fn a_feature_missing_on_one_side_is_named_and_the_report_reads_back() {
+        let schema = Schema::two_feature_example();
+        let train = side(&schema, [-1.0, 1.0, 1.0, -1.0].repeat(50));
+        let test = side(&schema, [0.0, f32::NAN, 1.0, f32::NAN].repeat(20));
+        let mut config = ValidationConfig::default();
+        config.drift.method = Method::Chi2;
+        let report = validate(&schema, &config, &train, &test);
+        assert_eq!(report.drift_not_compared, ["b"]);
+        assert_eq!(report.drift.len(), 1);
+        assert_eq!((report.drift[0].statistic, report.drift[0].p_value), (f64::INFINITY, Some(0.0)));
+        assert!(report.dataset_drift && report.drift_summary().contains("not compared (no value on one side): b"));
+        let json = serde_json::to_string(&report).unwrap();
+        let back: ValidationReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.drift[0].statistic, f64::INFINITY);
+        assert_eq!(back.drift_not_compared, ["b"]);
+    }
 }

@@ -1,6 +1,8 @@
 //! Per-column drift between a reference and a current sample, with the test chosen by the
 //! column's kind and the sample's size as Evidently (0.7) chooses it, and computed as
-//! Evidently computes it, so that its reports and ours agree:
+//! Evidently computes it (the Z-test's p-value from `erfc`, exact where Evidently's
+//! `1 − Φ(|z|)` rounds to 0 beyond |z| ≈ 8.3), so that each column's score and verdict agree
+//! with Evidently's (which corrects nothing for testing many columns):
 //!
 //! | reference rows (no NaN) | column | distinct values (both samples) | method |
 //! |---|---|---|---|
@@ -14,7 +16,8 @@
 //! asked for, and is reported beside every categorical column as its effect size (the normed
 //! Wasserstein distance for numerical ones).
 //!
-//! Missing and infinite values are dropped first, as Evidently drops them.
+//! Missing and infinite values are dropped first, as Evidently drops them; a side with no
+//! value left cannot be compared (`None`, where Evidently raises).
 
 use serde::{Deserialize, Serialize};
 
@@ -80,10 +83,14 @@ impl Outcome {
     }
 }
 
-/// Compares `current` with `reference` by `method` (chosen when `Auto`).
-pub fn compare(method: Method, kind: Kind, reference: &[f64], current: &[f64]) -> Outcome {
+/// Compares `current` with `reference` by `method` (chosen when `Auto`); `None` when either
+/// holds no finite value.
+pub fn compare(method: Method, kind: Kind, reference: &[f64], current: &[f64]) -> Option<Outcome> {
     let reference: Vec<f64> = reference.iter().copied().filter(|v| v.is_finite()).collect();
     let current: Vec<f64> = current.iter().copied().filter(|v| v.is_finite()).collect();
+    if reference.is_empty() || current.is_empty() {
+        return None;
+    }
     let counts = Counts::new(&reference, &current);
     let method = match method {
         Method::Auto => choose(kind, reference.len(), counts.values.len()),
@@ -110,7 +117,7 @@ pub fn compare(method: Method, kind: Kind, reference: &[f64], current: &[f64]) -
         Method::Psi => (psi(&counts, kind), None),
         Method::Wasserstein | Method::Auto => (wasserstein_normed(&counts), None),
     };
-    Outcome { method, statistic, p_value, effect_size }
+    Some(Outcome { method, statistic, p_value, effect_size })
 }
 
 /// Evidently's default choice (`_get_default_stattest`).
@@ -348,7 +355,7 @@ mod tests {
     fn identical_samples_show_no_drift_by_any_method() {
         let a = sample(&[(-1.0, 30), (0.0, 50), (1.0, 20)]);
         for method in [Method::Chi2, Method::Z, Method::Ks, Method::JensenShannon, Method::Psi, Method::Wasserstein] {
-            let outcome = compare(method, Kind::Categorical, &a, &a);
+            let outcome = compare(method, Kind::Categorical, &a, &a).unwrap();
             assert!(outcome.p_value.is_none_or(|p| p > 0.99), "{method:?}: {outcome:?}");
             assert!(method.is_test() || outcome.statistic.abs() < 1e-12, "{method:?}: {outcome:?}");
         }
@@ -358,8 +365,16 @@ mod tests {
     fn a_value_the_reference_never_holds_is_certain_drift_for_chi2() {
         let reference = sample(&[(-1.0, 30), (1.0, 20)]);
         let current = sample(&[(-1.0, 30), (0.0, 1), (1.0, 20)]);
-        let outcome = compare(Method::Chi2, Kind::Categorical, &reference, &current);
+        let outcome = compare(Method::Chi2, Kind::Categorical, &reference, &current).unwrap();
         assert_eq!((outcome.statistic, outcome.p_value), (f64::INFINITY, Some(0.0)));
+    }
+
+    #[test]
+    fn a_side_without_values_is_not_compared() {
+        let values = sample(&[(-1.0, 30), (1.0, 20)]);
+        let missing = vec![f64::NAN; 10];
+        assert_eq!(compare(Method::Auto, Kind::Categorical, &values, &missing), None);
+        assert_eq!(compare(Method::Chi2, Kind::Categorical, &[], &values), None);
     }
 
     #[test]
