@@ -29,6 +29,13 @@ pub struct Column {
     pub values: Vec<i64>,
 }
 
+impl Column {
+    /// Whether `v` is one of this column's codes (a whole number the schema lists).
+    pub fn holds(&self, v: f64) -> bool {
+        v.fract() == 0.0 && self.values.contains(&(v as i64))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {

@@ -276,7 +276,7 @@ impl InferRequest {
         let mut dataset = Dataset::new(schema.feature_names(), schema.target.name.clone());
         for (at, value) in x.iter().enumerate() {
             let column = &schema.columns[at % n_features];
-            if !column.values.contains(&(*value as i64)) || value.fract() != 0.0 {
+            if !column.holds(f64::from(*value)) {
                 let row = at / n_features;
                 return Err(OipError::bad_request(format!(
                     "inputs: row {row}, feature {}: {value} is not one of its codes {:?}",

@@ -29,7 +29,6 @@ use super::reload::ServedModel;
 use super::routes::AppState;
 use crate::dataset::Dataset;
 use crate::onnx::{probability_column, LABEL};
-use crate::schema::Column;
 
 /// The keys that carry the rows, one of which a JSON body must have.
 const FORMATS: [&str; 4] = ["dataframe_split", "dataframe_records", "instances", "inputs"];
@@ -316,7 +315,7 @@ impl<'a> Table<'a> {
         let column = &self.model.file.schema.columns[j];
         let value = match cell {
             Value::Null => return Ok(()),
-            Value::Number(n) => n.as_f64().and_then(|v| code(column, v)),
+            Value::Number(n) => n.as_f64().filter(|&v| column.holds(v)).map(|v| v as f32),
             _ => None,
         };
         let Some(value) = value else {
@@ -335,11 +334,6 @@ fn bad(field: &str, problem: &str) -> ApiError {
     error
 }
 
-/// `v` as a feature value when it is one of `column`'s codes.
-fn code(column: &Column, v: f64) -> Option<f32> {
-    (v.fract() == 0.0 && column.values.contains(&(v as i64))).then_some(v as f32)
-}
-
 /// The shapes clients send most, read into typed rows without a `Value` tree (which would
 /// cost a one-row request a third of its throughput): pandas' `dataframe_split`, and rows in
 /// schema order under `inputs` or `instances`. Any other shape, and any problem, is left to
@@ -348,7 +342,7 @@ mod common_shape {
     use serde::Deserialize;
     use serde_json::{Map, Value};
 
-    use super::{code, ServedModel};
+    use super::ServedModel;
     use crate::dataset::Dataset;
 
     /// A cell: a number or null (missing); anything else fails the typed read.
@@ -401,7 +395,7 @@ mod common_shape {
             }
             for (cell, position) in values.iter().zip(&positions) {
                 if let (Some(v), Some(j)) = (cell, position) {
-                    row[*j] = code(&schema.columns[*j], *v)?;
+                    row[*j] = schema.columns[*j].holds(*v).then_some(*v as f32)?;
                 }
             }
         }

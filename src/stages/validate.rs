@@ -272,7 +272,7 @@ fn schema_problems(schema: &Schema, data: &Dataset) -> Vec<String> {
     for (j, column) in schema.columns.iter().enumerate() {
         let bad = data.x.chunks_exact(data.n_features()).position(|row| {
             let v = row[j];
-            !v.is_nan() && (v.fract() != 0.0 || !column.values.contains(&(v as i64)))
+            !v.is_nan() && !column.holds(f64::from(v))
         });
         if let Some(i) = bad {
             problems.push(format!(

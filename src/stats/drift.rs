@@ -133,18 +133,19 @@ pub fn choose(kind: Kind, reference_rows: usize, distinct_values: usize) -> Meth
 }
 
 /// The two samples as counts over their sorted distinct values.
-struct Counts {
+struct Counts<'a> {
     values: Vec<f64>,
     reference: Vec<f64>,
     current: Vec<f64>,
     /// The reference's own distinct values (it decides histogram binning).
     reference_distinct: usize,
-    reference_raw: Vec<f64>,
-    current_raw: Vec<f64>,
+    /// The samples themselves, for histogram bins.
+    reference_raw: &'a [f64],
+    current_raw: &'a [f64],
 }
 
-impl Counts {
-    fn new(reference: &[f64], current: &[f64]) -> Counts {
+impl<'a> Counts<'a> {
+    fn new(reference: &'a [f64], current: &'a [f64]) -> Counts<'a> {
         let distinct = |sample: &[f64]| {
             let mut values = sample.to_vec();
             values.sort_by(f64::total_cmp);
@@ -165,8 +166,8 @@ impl Counts {
             current: count(current),
             reference_distinct: distinct(reference).len(),
             values,
-            reference_raw: reference.to_vec(),
-            current_raw: current.to_vec(),
+            reference_raw: reference,
+            current_raw: current,
         }
     }
 
@@ -178,8 +179,8 @@ impl Counts {
     /// for a numerical column with more than 20 distinct reference values.
     fn shares(&self, kind: Kind) -> (Vec<f64>, Vec<f64>) {
         if kind == Kind::Numerical && self.reference_distinct > 20 {
-            let edges = sturges_edges(&[self.reference_raw.as_slice(), &self.current_raw].concat());
-            return (histogram_shares(&self.reference_raw, &edges), histogram_shares(&self.current_raw, &edges));
+            let edges = sturges_edges(&[self.reference_raw, self.current_raw].concat());
+            return (histogram_shares(self.reference_raw, &edges), histogram_shares(self.current_raw, &edges));
         }
         let (n_ref, n_cur) = self.sizes();
         (self.reference.iter().map(|c| c / n_ref).collect(), self.current.iter().map(|c| c / n_cur).collect())
